@@ -1,0 +1,1 @@
+"""Pipeline assembly, the config, and the root2hdf5 command line."""

@@ -1,0 +1,321 @@
+"""The YAML config: loading, validation with helpful messages, and resolution of inferred defaults.
+
+Every key is documented in README.md and in configs/example.yaml. Unknown keys are rejected with the closest
+valid name, values are type-checked, and everything the pipeline infers (kinematic roles, sort branch,
+scaled branches, shard counts per split) is written into the resolved config stored with the output.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from transforms import kinematics
+from transforms.errors import ConfigError
+from transforms.expressions import Expression
+
+SPLITS = ("train", "val", "test")
+LAYOUTS = ("events", "jets")
+SHUFFLE_MODES = ("spill", "engine")
+COMPRESSIONS = ("gzip", "lzf", "none")
+_USER_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass
+class SampleConfig:
+    name: str
+    files: list[str]
+    tree: str
+    label: int = 0
+
+
+@dataclass
+class InputConfig:
+    layout: str = "events"
+    leading_jets: int = 2
+    leading_by: str | None = None
+    event_number: str | None = None
+    jet_branches: list[str] = field(default_factory=list)
+    constituent_branches: list[str] = field(default_factory=list)
+    event_branches: list[str] = field(default_factory=list)
+    selection: str | None = None
+    step_size: int = 50_000
+
+
+@dataclass
+class KinematicsConfig:
+    jets: dict[str, str] = field(default_factory=dict)
+    constituents: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ConstituentsConfig:
+    max: int = 80
+    sort_by: str | None = None
+    min_pt: float = 0.0
+
+
+@dataclass
+class PreprocessConfig:
+    constituents: list[str] = field(default_factory=lambda: ["raw"])
+    jets: list[str] = field(default_factory=lambda: ["raw"])
+    unit_scale: float = 1.0
+    scaled_branches: list[str] | None = None
+
+
+@dataclass
+class SplitConfig:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+
+    def fractions(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in SPLITS}
+
+
+@dataclass
+class ShuffleConfig:
+    seed: int = 42
+    shards: int = 8
+    mode: str = "spill"
+    shards_per_split: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "out"
+    compression: str = "gzip"
+    compression_level: int | None = None
+    chunk_jets: int = 256
+
+
+@dataclass
+class Config:
+    samples: list[SampleConfig]
+    input: InputConfig = field(default_factory=InputConfig)
+    kinematics: KinematicsConfig = field(default_factory=KinematicsConfig)
+    constituents: ConstituentsConfig = field(default_factory=ConstituentsConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @property
+    def jet_roles(self) -> dict[str, str]:
+        return self.kinematics.jets
+
+    @property
+    def constituent_roles(self) -> dict[str, str]:
+        return self.kinematics.constituents
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def provenance_json(self) -> str:
+        """The resolved config as stored in the output files, without the keys that only say where and
+        how the job ran (`output.dir`, `shuffle.mode`), which must not change the output's bytes."""
+        data = self.to_dict()
+        data["output"].pop("dir")
+        data["shuffle"].pop("mode")
+        return json.dumps(data, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _convert(value, tp, where: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [t for t in options if t is not type(None)]
+        return _convert(value, inner[0], where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and item is str:
+            value = [str(value)]  # a single name where a list is expected
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_t, val_t = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {_convert(k, key_t, where): _convert(v, val_t, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        # YAML 1.1 reads `350e3` (no dot) as a string; accept it as the number it obviously is.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {_type_name(tp)}")
+
+
+def _build(cls, data, where: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key '{path}'{hint}")
+        kwargs[key] = _convert(value, hints[key], path)
+    for f in dataclasses.fields(cls):
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required config key '{where + '.' if where else ''}{f.name}'")
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> Config:
+    """Read, validate and resolve a YAML config file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    return config_from_dict(data or {}, source=str(path), overrides=overrides)
+
+
+def config_from_dict(data: dict, source: str = "config", overrides: dict | None = None) -> Config:
+    data = json.loads(json.dumps(data))  # deep copy, and plain types only
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    if "samples" not in data:
+        raise ConfigError(f"{source}: missing required key 'samples' (a list of name/files/tree/label)")
+    return resolve(_build(Config, data, ""))
+
+
+# ------------------------------------------------------------------------------------------- resolution
+
+
+def _check_user_function(spec: str, where: str):
+    if spec in ("raw", "cartesian") or _USER_FUNCTION.match(spec):
+        return
+    raise ConfigError(f"{where}: {spec!r} is neither a built-in preprocessing ('raw', 'cartesian') nor a "
+                      "user function written as 'package.module:function'")
+
+
+def resolve(cfg: Config) -> Config:
+    """Validate cross-key constraints and fill in what is inferred. Returns the same object."""
+    inp = cfg.input
+    if not cfg.samples:
+        raise ConfigError("samples: at least one sample is needed")
+    names = [s.name for s in cfg.samples]
+    for s in cfg.samples:
+        if names.count(s.name) > 1:
+            raise ConfigError(f"samples: name {s.name!r} is used twice")
+        if not s.files:
+            raise ConfigError(f"samples.{s.name}.files: no input files given")
+    if inp.layout not in LAYOUTS:
+        raise ConfigError(f"input.layout: {inp.layout!r} is not one of {', '.join(LAYOUTS)}")
+    if inp.leading_jets < 1:
+        raise ConfigError("input.leading_jets must be at least 1")
+    if inp.step_size < 1:
+        raise ConfigError("input.step_size must be a positive number of entries")
+    if not inp.jet_branches and not inp.constituent_branches:
+        raise ConfigError("input: give jet_branches and/or constituent_branches")
+    if inp.layout == "jets" and not inp.event_number:
+        raise ConfigError("input.event_number is required for layout 'jets': it keeps the jets of one event "
+                          "in the same split")
+    listed = inp.jet_branches + inp.constituent_branches + inp.event_branches
+    for b in set(listed):
+        if listed.count(b) > 1:
+            raise ConfigError(f"input: branch {b!r} is listed twice")
+
+    cfg.kinematics.jets = kinematics.infer_roles(inp.jet_branches, cfg.kinematics.jets)
+    cfg.kinematics.constituents = kinematics.infer_roles(inp.constituent_branches, cfg.kinematics.constituents)
+    if inp.layout == "events" and inp.leading_by is None:
+        inp.leading_by = cfg.kinematics.jets.get("pt")
+
+    con = cfg.constituents
+    if inp.constituent_branches:
+        if con.max < 1:
+            raise ConfigError("constituents.max must be at least 1")
+        if con.sort_by is None:
+            con.sort_by = cfg.kinematics.constituents.get("pt", inp.constituent_branches[0])
+        if con.sort_by not in inp.constituent_branches:
+            raise ConfigError(f"constituents.sort_by: {con.sort_by!r} is not one of input.constituent_branches")
+        if con.min_pt > 0 and "pt" not in cfg.kinematics.constituents:
+            raise ConfigError("constituents.min_pt needs the constituent pT branch; name it in "
+                              "kinematics.constituents.pt")
+
+    if inp.selection is not None:
+        Expression(inp.selection, "input.selection")  # fail early on syntax
+
+    pre = cfg.preprocess
+    for key in ("constituents", "jets"):
+        specs = getattr(pre, key)
+        if not specs:
+            raise ConfigError(f"preprocess.{key}: give at least one function (e.g. raw)")
+        for spec in specs:
+            _check_user_function(spec, f"preprocess.{key}")
+    if pre.scaled_branches is None:
+        pre.scaled_branches = [b for b in listed if kinematics.is_energy_like(b)] if pre.unit_scale != 1 else []
+    unknown = [b for b in pre.scaled_branches if b not in listed]
+    if unknown:
+        raise ConfigError(f"preprocess.scaled_branches: {unknown} are not among the configured branches")
+
+    fractions = cfg.split.fractions()
+    if any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-6:
+        raise ConfigError(f"split: fractions must be non-negative and add up to 1, got {fractions}")
+
+    sh = cfg.shuffle
+    if sh.mode not in SHUFFLE_MODES:
+        raise ConfigError(f"shuffle.mode: {sh.mode!r} is not one of {', '.join(SHUFFLE_MODES)}")
+    if sh.shards < 1:
+        raise ConfigError("shuffle.shards must be at least 1")
+    if not sh.shards_per_split:
+        # Shards are spread over the splits in proportion to their fractions, so that shard files
+        # have similar sizes; every non-empty split gets at least one.
+        sh.shards_per_split = {name: max(1, round(sh.shards * f)) for name, f in fractions.items() if f > 0}
+
+    out = cfg.output
+    if out.compression not in COMPRESSIONS:
+        raise ConfigError(f"output.compression: {out.compression!r} is not one of {', '.join(COMPRESSIONS)}")
+    if out.chunk_jets < 1:
+        raise ConfigError("output.chunk_jets must be at least 1")
+    return cfg

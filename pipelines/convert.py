@@ -1,0 +1,210 @@
+"""The conversion pipeline: ROOT ntuples -> shuffled, padded HDF5 train/val/test sets.
+
+    files -> entry ranges -> read -> flatten to jets -> select -> pad constituents -> preprocess
+          -> label -> split & shard keys -> GroupByKey by shard -> write shards -> finalize
+
+`build` assembles it from a resolved Config; `run` adds what happens on the driver around it: expanding
+the inputs, checking the first file of every sample (so common mistakes fail in a second with a clear
+message), preparing the output directory, and cleaning up after a failure.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import metadata
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.config import SPLITS, Config
+from transforms.constituents import PadConstituents
+from transforms.errors import OutputError
+from transforms.flatten import FlattenJets
+from transforms.hdf5_sink import SHARDS_DIR, SUMMARY, DatasetSpec, SinkSpec, WriteShuffledHdf5
+from transforms.label import LabelJets
+from transforms.preprocess import PreprocessSpec, Preprocess
+from transforms.read import ReadRootRanges
+from transforms.select import SelectJets
+from transforms.sources import InputFile, expand_files
+from transforms.split import AssignSplits
+from transforms.trees import BranchPlan, check_branches, open_tree
+
+log = logging.getLogger("root2hdf5")
+
+TMP_PREFIX = ".root2hdf5-tmp-"
+SOURCE_COLUMNS = ["sample", "file", "entry", "jet_index"]
+_VERSIONED = ("root2hdf5", "apache-beam", "uproot", "awkward", "numpy", "h5py")
+
+
+def branch_plan(cfg: Config) -> BranchPlan:
+    inp = cfg.input
+    return BranchPlan(inp.layout, tuple(inp.jet_branches), tuple(inp.constituent_branches),
+                      tuple(inp.event_branches), inp.event_number,
+                      inp.leading_by if inp.layout == "events" else None, inp.selection)
+
+
+def preprocess_spec(cfg: Config) -> PreprocessSpec:
+    inp, pre = cfg.input, cfg.preprocess
+    return PreprocessSpec(
+        constituent_functions=tuple(pre.constituents), jet_functions=tuple(pre.jets),
+        constituent_branches=tuple(inp.constituent_branches),
+        jet_branches=tuple(inp.jet_branches + inp.event_branches),
+        constituent_roles=dict(cfg.constituent_roles), jet_roles=dict(cfg.jet_roles),
+        unit_scale=pre.unit_scale, scaled_branches=tuple(pre.scaled_branches or ()),
+        max_constituents=cfg.constituents.max if inp.constituent_branches else 0)
+
+
+def output_datasets(cfg: Config, features: dict[str, list[str]]) -> list[DatasetSpec]:
+    datasets = []
+    if "constituents" in features:
+        n_max = cfg.constituents.max
+        datasets += [
+            DatasetSpec("constituents", "float32", (n_max, len(features["constituents"])),
+                        (("features", features["constituents"]),)),
+            DatasetSpec("mask", "bool", (n_max,)),
+        ]
+    datasets += [
+        DatasetSpec("jets", "float32", (len(features["jets"]),), (("features", features["jets"]),)),
+        DatasetSpec("labels", "int32"),
+        DatasetSpec("weights", "float32"),
+        DatasetSpec("event_number", "int64"),
+        DatasetSpec("source", "int64", (4,), (("columns", SOURCE_COLUMNS),)),
+    ]
+    return datasets
+
+
+def package_versions() -> str:
+    versions = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return json.dumps(versions, sort_keys=True)
+
+
+def build(pipeline: beam.Pipeline, cfg: Config, files: list[InputFile], sink: SinkSpec):
+    """Add the conversion to `pipeline`. Returns the PCollection holding the final report."""
+    inp, con, pre = cfg.input, cfg.constituents, cfg.preprocess
+    split_names = list(SPLITS)
+    routed, stats = (
+        pipeline
+        | "ReadRoot" >> ReadRootRanges(files, branch_plan(cfg), inp.step_size)
+        | "FlattenJets" >> beam.ParDo(FlattenJets(inp.layout, inp.leading_jets, inp.leading_by,
+                                                  inp.event_number))
+        | "Select" >> beam.ParDo(SelectJets(inp.selection))
+        | "PadConstituents" >> beam.ParDo(PadConstituents(
+            inp.constituent_branches, con.sort_by, con.max, cfg.constituent_roles.get("pt"), con.min_pt))
+        | "Preprocess" >> beam.ParDo(Preprocess(preprocess_spec(cfg)))
+        | "Label" >> beam.ParDo(LabelJets([s.label for s in cfg.samples]))
+        | "AssignSplits" >> beam.ParDo(AssignSplits(
+            cfg.shuffle.seed, split_names, [cfg.split.fractions()[s] for s in split_names],
+            [cfg.shuffle.shards_per_split.get(s, 0) for s in split_names],
+            by_event_number=inp.event_number is not None)).with_outputs("stats", main="batches")
+    )
+    return routed | "WriteHdf5" >> WriteShuffledHdf5(sink, stats, spill=cfg.shuffle.mode == "spill")
+
+
+def check_inputs(cfg: Config, files: list[InputFile]) -> None:
+    """Open the first file of every sample on the driver and check its tree and branches."""
+    plan = branch_plan(cfg)
+    for sample_index in range(len(cfg.samples)):
+        first = next(f for f in files if f.sample == sample_index)
+        tree = open_tree(first.path, first.tree)
+        try:
+            check_branches(tree, plan, first.path)
+        finally:
+            tree.file.close()
+
+
+@dataclass
+class OutputDir:
+    path: str
+    tmp: str
+    created: bool
+
+    def cleanup_after_failure(self):
+        """Remove the run's temporary directory, and the output directory if this run created it."""
+        try:
+            if FileSystems.exists(self.tmp):
+                FileSystems.delete([self.tmp])
+            if self.created and FileSystems.exists(self.path) and not _entries(self.path):
+                FileSystems.delete([self.path])
+        except Exception as err:  # cleanup must not hide the original error
+            log.warning("could not clean up %s: %s", self.tmp, err)
+
+
+def _entries(path: str) -> list[str]:
+    matched = FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list
+    return [m.path for m in matched]
+
+
+def prepare_output(path: str, overwrite: bool) -> OutputDir:
+    """Refuse a non-empty output directory unless overwriting; make the run's temporary directory."""
+    path = path.rstrip("/") or "/"
+    created = False
+    try:
+        if FileSystems.exists(path):
+            existing = [e for e in _entries(path) if not e.rstrip("/").rsplit("/", 1)[-1].startswith(TMP_PREFIX)]
+            if existing and not overwrite:
+                raise OutputError(f"output directory {path} already holds {len(existing)} entries (e.g. "
+                                  f"{existing[0]}); pass --overwrite to replace its train/val/test files")
+        else:
+            FileSystems.mkdirs(path)
+            created = True
+        tmp = FileSystems.join(path, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}")
+        for sub in ("", SHARDS_DIR, "pieces"):
+            FileSystems.mkdirs(FileSystems.join(tmp, sub) if sub else tmp)
+        probe = FileSystems.join(tmp, "probe")
+        with FileSystems.create(probe) as handle:
+            handle.write(b"ok")
+        FileSystems.delete([probe])
+    except OutputError:
+        raise
+    except Exception as err:
+        raise OutputError(f"output directory {path} cannot be written: {err}") from None
+    return OutputDir(path, tmp, created)
+
+
+def make_sink(cfg: Config, files: list[InputFile], out: OutputDir, overwrite: bool) -> SinkSpec:
+    features = preprocess_spec(cfg).feature_names()
+    file_attrs = {
+        "config": cfg.provenance_json(),
+        "versions": package_versions(),
+        "max_constituents": cfg.constituents.max if cfg.input.constituent_branches else 0,
+        "samples": json.dumps([{"name": s.name, "label": s.label} for s in cfg.samples]),
+        "source_files": json.dumps([[f.path for f in files if f.sample == i] for i in range(len(cfg.samples))]),
+    }
+    return SinkSpec(
+        out_dir=out.path, tmp_dir=out.tmp, datasets=output_datasets(cfg, features),
+        shards=dict(cfg.shuffle.shards_per_split), split_names=list(SPLITS),
+        sample_names=[s.name for s in cfg.samples], files=files, file_attrs=file_attrs,
+        compression=cfg.output.compression, compression_level=cfg.output.compression_level,
+        chunk_jets=cfg.output.chunk_jets, overwrite=overwrite, selection=cfg.input.selection)
+
+
+def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False) -> dict:
+    """Run the conversion; returns the report (also written to <output.dir>/summary.json)."""
+    started = time.perf_counter()
+    files = expand_files(cfg.samples)
+    log.info("%d input files in %d samples", len(files), len(cfg.samples))
+    check_inputs(cfg, files)
+    features = preprocess_spec(cfg).feature_names()  # fails fast on a broken preprocessing function
+    out = prepare_output(cfg.output.dir, overwrite)
+    sink = make_sink(cfg, files, out, overwrite)
+    log.info("constituent features: %s", features.get("constituents", []))
+    log.info("jet features: %s", features["jets"])
+    try:
+        with beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
+            build(pipeline, cfg, files, sink)
+    except BaseException:
+        out.cleanup_after_failure()
+        raise
+    with FileSystems.open(FileSystems.join(out.path, SUMMARY)) as handle:
+        report = json.loads(handle.read())
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return report

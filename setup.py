@@ -1,0 +1,23 @@
+"""root2hdf5: ROOT jet ntuples -> globally shuffled, padded HDF5 training sets, with Apache Beam."""
+from setuptools import find_packages, setup
+
+setup(
+    name="root2hdf5",
+    version="0.1.0",
+    description="Apache Beam pipeline turning ROOT jet ntuples into shuffled, padded HDF5 training sets",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*"]),
+    install_requires=[
+        "apache-beam>=2.60",
+        "uproot>=5.4",
+        "awkward>=2.6",
+        "numpy>=1.24",
+        "h5py>=3.8",
+        "pyarrow>=14",
+        "pyyaml>=6",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["root2hdf5=pipelines.cli:main"]},
+)

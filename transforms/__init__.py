@@ -1,0 +1,1 @@
+"""Beam transforms of the conversion, one concern per module."""

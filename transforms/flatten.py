@@ -1,0 +1,122 @@
+"""Flatten entries to per-jet records.
+
+Layout `events`: one entry per event, jet branches hold a list per event and constituent branches a list
+of lists. The `leading` jets of each event (highest `leading_by` first, ties in ntuple order) become rows;
+event-level branches are repeated for each of them. Layout `jets`: one entry per jet, passed through.
+
+Every jet gets its identity: `source` = (sample, file, entry, jet index in the event as stored), and its
+`event_number`.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+import awkward as ak
+import numpy as np
+
+from transforms.batch import JetBatch
+from transforms.errors import InputError
+from transforms.read import EventsChunk
+
+
+def _to_numpy(array) -> np.ndarray:
+    return np.asarray(ak.to_numpy(array))
+
+
+def _check_same_counts(counts: dict[str, np.ndarray], what: str, chunk: EventsChunk):
+    names = list(counts)
+    for name in names[1:]:
+        bad = np.flatnonzero(counts[name] != counts[names[0]])
+        if bad.size:
+            r = chunk.range
+            raise InputError(
+                f"{r.file.path}: tree {r.file.tree!r}: branches {names[0]!r} and {name!r} have different "
+                f"numbers of {what} at entry {r.start + int(bad[0])} ({counts[names[0]][bad[0]]} vs "
+                f"{counts[name][bad[0]]})")
+
+
+def flatten_events(chunk: EventsChunk, leading: int, leading_by: str | None,
+                   event_number: str | None) -> JetBatch:
+    arrays = chunk.arrays
+    spec = chunk.range.file
+    levels = {name: arrays[name].ndim for name in arrays.fields}  # 1 event, 2 jet, 3 constituent
+    jet_level = [n for n, d in levels.items() if d == 2]
+    constituent_level = [n for n, d in levels.items() if d == 3]
+    reference = jet_level[0] if jet_level else constituent_level[0]
+
+    jets_per_event = {n: _to_numpy(ak.num(arrays[n], axis=1)) for n in jet_level + constituent_level}
+    _check_same_counts(jets_per_event, "jets", chunk)
+    if len(constituent_level) > 1:
+        inner = {n: _to_numpy(ak.flatten(ak.num(arrays[n], axis=2))) for n in constituent_level}
+        _check_same_counts(inner, "constituents in a jet", chunk)
+    counts = jets_per_event[reference]
+
+    if leading_by is not None:
+        order = ak.argsort(arrays[leading_by], axis=1, ascending=False, stable=True)[:, :leading]
+    else:
+        order = ak.local_index(arrays[reference], axis=1)[:, :leading]
+    kept = _to_numpy(ak.num(order, axis=1))
+    n_events = len(arrays)
+
+    branches = {}
+    for name, depth in levels.items():
+        if depth == 1:
+            branches[name] = np.repeat(_to_numpy(arrays[name]), kept)
+        elif depth == 2:
+            branches[name] = _to_numpy(ak.flatten(arrays[name][order], axis=1))
+        else:
+            branches[name] = ak.flatten(arrays[name][order], axis=1)
+
+    entry = chunk.range.start + np.repeat(np.arange(n_events, dtype=np.int64), kept)
+    jet_index = _to_numpy(ak.flatten(order)).astype(np.int64)
+    batch = JetBatch(spec.sample, spec.file, branches, path=spec.path)
+    _set_identity(batch, entry, jet_index, branches.get(event_number) if event_number else None)
+    batch.stats.update(events=n_events, jets=int(counts.sum()), not_leading=int(counts.sum() - kept.sum()))
+    return batch
+
+
+def flatten_jets(chunk: EventsChunk, event_number: str | None) -> JetBatch:
+    arrays = chunk.arrays
+    spec = chunk.range.file
+    branches = {name: (_to_numpy(arrays[name]) if arrays[name].ndim == 1 else arrays[name])
+                for name in arrays.fields}
+    constituent_level = [n for n in arrays.fields if arrays[n].ndim == 2]
+    if len(constituent_level) > 1:
+        _check_same_counts({n: _to_numpy(ak.num(arrays[n], axis=1)) for n in constituent_level},
+                           "constituents", chunk)
+    n = len(arrays)
+    entry = chunk.range.start + np.arange(n, dtype=np.int64)
+    batch = JetBatch(spec.sample, spec.file, branches, path=spec.path)
+    _set_identity(batch, entry, np.zeros(n, np.int64), branches.get(event_number) if event_number else None)
+    batch.stats.update(jets=n, not_leading=0)
+    return batch
+
+
+def _set_identity(batch: JetBatch, entry: np.ndarray, jet_index: np.ndarray, event_number):
+    n = len(entry)
+    batch.data["event_number"] = (np.full(n, -1, np.int64) if event_number is None
+                                  else np.asarray(event_number).astype(np.int64))
+    batch.data["source"] = np.column_stack([
+        np.full(n, batch.sample, np.int64), np.full(n, batch.file, np.int64), entry, jet_index])
+
+
+class FlattenJets(beam.DoFn):
+    """EventsChunk -> JetBatch with one row per kept jet.
+
+    Args:
+        layout: 'events' (one entry per event) or 'jets' (one entry per jet).
+        leading: how many jets of each event to keep (events layout).
+        leading_by: jet branch ranking the jets (highest first); None keeps ntuple order.
+        event_number: branch with the event number, or None (events layout: identity by entry).
+    """
+
+    def __init__(self, layout: str, leading: int, leading_by: str | None, event_number: str | None):
+        self.layout = layout
+        self.leading = leading
+        self.leading_by = leading_by
+        self.event_number = event_number
+
+    def process(self, chunk: EventsChunk):
+        if self.layout == "events":
+            yield flatten_events(chunk, self.leading, self.leading_by, self.event_number)
+        else:
+            yield flatten_jets(chunk, self.event_number)

@@ -1,0 +1,121 @@
+"""Reading ROOT files as parallel entry ranges: files -> ranges -> redistributed -> arrays.
+
+`ReadRootRanges` is the source of the pipeline. Each file is opened once on a worker to plan its ranges
+(about `step_size` entries, aligned to cluster boundaries), the ranges are redistributed so that one big
+file becomes many parallel work units, and each range is read with uproot, only the needed branches.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import closing
+from dataclasses import dataclass
+
+import apache_beam as beam
+import awkward as ak
+from apache_beam.metrics import Metrics
+
+from transforms.errors import InputError, Root2Hdf5Error
+from transforms.sources import InputFile
+from transforms.trees import BranchPlan, check_branches, cluster_starts, open_tree, plan_ranges
+
+log = logging.getLogger("root2hdf5")
+
+
+@dataclass(frozen=True)
+class EntryRange:
+    """Entries [start, stop) of one input file; `index` of `count` ranges of that file."""
+
+    file: InputFile
+    start: int
+    stop: int
+    index: int
+    count: int
+
+
+@dataclass
+class EventsChunk:
+    """The needed branches of one entry range, as uproot returns them (one row per entry)."""
+
+    range: EntryRange
+    arrays: ak.Array
+
+
+class SplitIntoRanges(beam.DoFn):
+    """InputFile -> EntryRange elements, after checking the tree and its branches."""
+
+    def __init__(self, plan: BranchPlan, step_size: int):
+        self.plan = plan
+        self.step_size = step_size
+        self.files_opened = Metrics.counter("root2hdf5", "files_opened")
+
+    def process(self, spec: InputFile):
+        tree = open_tree(spec.path, spec.tree)
+        with closing(tree.file):
+            check_branches(tree, self.plan, spec.path)
+            entries = tree.num_entries
+            if entries == 0:
+                raise InputError(f"{spec.path}: tree {spec.tree!r} is empty (0 entries)")
+            ranges = plan_ranges(entries, cluster_starts(tree, self.plan.to_read()), self.step_size)
+        self.files_opened.inc()
+        for i, (start, stop) in enumerate(ranges):
+            yield EntryRange(spec, start, stop, i, len(ranges))
+
+
+class ReadRange(beam.DoFn):
+    """EntryRange -> EventsChunk: the planned branches of those entries, as awkward arrays."""
+
+    def __init__(self, plan: BranchPlan):
+        self.plan = plan
+        self.entries_read = Metrics.counter("root2hdf5", "entries_read")
+        self.ranges_read = Metrics.counter("root2hdf5", "ranges_read")
+
+    def process(self, entry_range: EntryRange):
+        spec = entry_range.file
+        begin = time.perf_counter()
+        tree = open_tree(spec.path, spec.tree)
+        with closing(tree.file):
+            try:
+                arrays = tree.arrays(self.plan.to_read(), entry_start=entry_range.start,
+                                     entry_stop=entry_range.stop, array_cache=None, library="ak")
+            except Root2Hdf5Error:
+                raise
+            except Exception as err:
+                raise InputError(
+                    f"{spec.path}: tree {spec.tree!r}: reading entries {entry_range.start}-{entry_range.stop} "
+                    f"failed ({type(err).__name__}: {err}); the file may be truncated or damaged") from None
+        if len(arrays) != entry_range.stop - entry_range.start:
+            raise InputError(f"{spec.path}: tree {spec.tree!r}: asked for entries {entry_range.start}-"
+                             f"{entry_range.stop} but got {len(arrays)}; the file may be truncated")
+        self.entries_read.inc(len(arrays))
+        self.ranges_read.inc()
+        log.info("read %s [%s] entries %d-%d (range %d/%d of the file) in %.2f s", spec.path, spec.sample_name,
+                 entry_range.start, entry_range.stop, entry_range.index + 1, entry_range.count,
+                 time.perf_counter() - begin)
+        yield EventsChunk(entry_range, arrays)
+
+
+class ReadRootRanges(beam.PTransform):
+    """Read the planned branches of `files` as EventsChunk elements, one per entry range.
+
+    Args:
+        files: InputFile specs (from `transforms.sources.expand_files`).
+        plan: the branches to read and their required depths.
+        step_size: about how many entries one work unit reads.
+    """
+
+    def __init__(self, files: list[InputFile], plan: BranchPlan, step_size: int):
+        super().__init__()
+        self.files = files
+        self.plan = plan
+        self.step_size = step_size
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Files" >> beam.Create(self.files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "EntryRanges" >> beam.ParDo(SplitIntoRanges(self.plan, self.step_size))
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "ReadRanges" >> beam.ParDo(ReadRange(self.plan))
+        )

@@ -1,0 +1,73 @@
+"""Train/val/test split by event, and the shard key of each jet for the global shuffle.
+
+Split: u = hash(seed, event) in [0, 1), compared with the cumulative split fractions. The event is the
+`event_number` value when configured (so jets of one event stored as separate entries stay together), else
+(sample, file, entry). Jets of one event therefore never land in two splits.
+
+Shuffle key: h = hash(seed, sample, file, entry, jet index). The jet goes to shard h mod (shards of its
+split), and within a shard the jets are ordered by h, so every split file is a uniformly random
+permutation, and the same for every runner and worker count.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+from apache_beam import pvalue
+
+from transforms.batch import JetBatch
+from transforms.hashing import hash_columns, to_unit_interval
+
+_SPLIT_SALT = 0x5EED5B1D
+_SHUFFLE_SALT = 0x5A11FE
+
+
+def split_index(seed: int, event_id: np.ndarray, fractions: list[float]) -> np.ndarray:
+    u = to_unit_interval(hash_columns(seed ^ _SPLIT_SALT, event_id))
+    edges = np.cumsum(fractions)
+    edges[-1] = 1.0  # guard against rounding: u < 1 always lands in the last non-empty split
+    return np.searchsorted(edges, u, side="right").astype(np.int8)
+
+
+def event_ids(batch: JetBatch, by_event_number: bool) -> np.ndarray:
+    if by_event_number:
+        return batch.data["event_number"]
+    source = batch.data["source"]
+    return hash_columns(0, source[:, 0], source[:, 1], source[:, 2]).view(np.int64)
+
+
+def shuffle_keys(seed: int, source: np.ndarray) -> np.ndarray:
+    return hash_columns(seed ^ _SHUFFLE_SALT, source[:, 0], source[:, 1], source[:, 2], source[:, 3])
+
+
+class AssignSplits(beam.DoFn):
+    """Adds routing columns `_split`, `_shard`, `_order` to each JetBatch, and emits its accounting.
+
+    Main output: the JetBatch. Output 'stats': ((sample, file), counts) with counts per split added.
+
+    Args:
+        seed: the shuffle seed.
+        splits: split names in order (train, val, test).
+        fractions: fraction of events per split.
+        shards: number of shards of each split (0 for an empty split).
+        by_event_number: split on the `event_number` column (else on the entry).
+    """
+
+    def __init__(self, seed: int, splits: list[str], fractions: list[float], shards: list[int],
+                 by_event_number: bool):
+        self.seed = seed
+        self.splits = list(splits)
+        self.fractions = list(fractions)
+        self.shards = np.asarray(shards, np.uint64)
+        self.by_event_number = by_event_number
+
+    def process(self, batch: JetBatch):
+        split = split_index(self.seed, event_ids(batch, self.by_event_number), self.fractions)
+        order = shuffle_keys(self.seed, batch.data["source"])
+        batch.data["_split"] = split
+        batch.data["_shard"] = (order % self.shards[split]).astype(np.int32)
+        batch.data["_order"] = order
+        counts = np.bincount(split, minlength=len(self.splits))
+        for name, count in zip(self.splits, counts):
+            batch.stats[name] += int(count)
+        yield pvalue.TaggedOutput("stats", ((batch.sample, batch.file), dict(batch.stats)))
+        yield batch
