@@ -34,7 +34,7 @@ def user_error(err: BaseException) -> str | None:
     return tail.strip()
 
 
-def default_beam_args(beam_args: list[str]) -> list[str]:
+def default_beam_args(beam_args: list[str], quiet: bool = False) -> list[str]:
     """Multi-process DirectRunner unless told otherwise; quiet Beam worker logs."""
     args = list(beam_args)
     given = " ".join(args)
@@ -47,7 +47,8 @@ def default_beam_args(beam_args: list[str]) -> list[str]:
     if "--default_sdk_harness_log_level" not in given:
         args.append("--default_sdk_harness_log_level=WARNING")
     if "--sdk_harness_log_level_overrides" not in given:
-        args.append('--sdk_harness_log_level_overrides={"root2hdf5": "INFO"}')
+        level = "WARNING" if quiet else "INFO"
+        args.append(f'--sdk_harness_log_level_overrides={{"root2hdf5": "{level}"}}')
     return args
 
 
@@ -67,7 +68,7 @@ def cmd_run(args, beam_args) -> int:
     from transforms.report import format_report
 
     cfg = load_config(args.config, overrides=_parse_overrides(args.set))
-    report = run(cfg, default_beam_args(beam_args), overwrite=args.overwrite)
+    report = run(cfg, default_beam_args(beam_args, args.quiet), overwrite=args.overwrite)
     print(format_report(report))
     written = report["total"]["written"]
     print(f"\nwrote {written:,} jets to {cfg.output.dir} in {report['seconds']:.1f} s "
@@ -104,10 +105,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _setup_logging(quiet: bool):
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Importing Beam warns about optional Google Cloud clients we do not use.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: not record.getMessage().startswith("apitools not found"))
+    # The DirectRunner re-logs every worker message on the driver; the workers print their own.
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = parser().parse_known_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    _setup_logging(args.quiet)
     try:
         return args.func(args, beam_args)
     except KeyboardInterrupt:

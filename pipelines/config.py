@@ -120,10 +120,12 @@ class Config:
 
     def provenance_json(self) -> str:
         """The resolved config as stored in the output files, without the keys that only say where and
-        how the job ran (`output.dir`, `shuffle.mode`), which must not change the output's bytes."""
+        how the job ran (`output.dir`, `shuffle.mode`, `input.step_size`); they must not, and do not,
+        change the output's bytes."""
         data = self.to_dict()
         data["output"].pop("dir")
         data["shuffle"].pop("mode")
+        data["input"].pop("step_size")
         return json.dumps(data, sort_keys=True)
 
 

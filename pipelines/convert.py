@@ -104,7 +104,8 @@ def build(pipeline: beam.Pipeline, cfg: Config, files: list[InputFile], sink: Si
         | "AssignSplits" >> beam.ParDo(AssignSplits(
             cfg.shuffle.seed, split_names, [cfg.split.fractions()[s] for s in split_names],
             [cfg.shuffle.shards_per_split.get(s, 0) for s in split_names],
-            by_event_number=inp.event_number is not None)).with_outputs("stats", main="batches")
+            by_event_number=inp.event_number is not None, sample_names=[s.name for s in cfg.samples]))
+        .with_outputs("stats", main="batches")
     )
     return routed | "WriteHdf5" >> WriteShuffledHdf5(sink, stats, spill=cfg.shuffle.mode == "spill")
 

@@ -105,7 +105,7 @@ def write_via_local(destination: str, write) -> None:
 
 
 def _storage(spec: SinkSpec, n: int, shape: tuple[int, ...]) -> dict:
-    if n == 0:
+    if n == 0 or 0 in shape:  # nothing to chunk (HDF5 chunks must be non-empty)
         return {}
     options = {"chunks": (min(n, spec.chunk_jets), *shape)}
     if spec.compression == "gzip":
@@ -184,6 +184,7 @@ class WriteShard(beam.DoFn):
         write_via_local(path, lambda local: write_jets_file(local, columns, self.spec, attrs))
         n = len(columns["labels"])
         self.written.inc(n)
+        Metrics.counter("root2hdf5", f"written_{split}").inc(n)
         per_sample = np.bincount(columns["source"][:, 0], minlength=len(self.spec.sample_names))
         yield ShardResult(split, shard, path, n, [int(c) for c in per_sample])
 

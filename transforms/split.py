@@ -13,6 +13,7 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 from apache_beam import pvalue
+from apache_beam.metrics import Metrics
 
 from transforms.batch import JetBatch
 from transforms.hashing import hash_columns, to_unit_interval
@@ -50,15 +51,23 @@ class AssignSplits(beam.DoFn):
         fractions: fraction of events per split.
         shards: number of shards of each split (0 for an empty split).
         by_event_number: split on the `event_number` column (else on the entry).
+        sample_names: for the per-sample Beam counters (`<sample>/jets_read`, `<sample>/to_train` ...).
     """
 
     def __init__(self, seed: int, splits: list[str], fractions: list[float], shards: list[int],
-                 by_event_number: bool):
+                 by_event_number: bool, sample_names: list[str] | None = None):
         self.seed = seed
         self.splits = list(splits)
         self.fractions = list(fractions)
         self.shards = np.asarray(shards, np.uint64)
         self.by_event_number = by_event_number
+        self.sample_names = list(sample_names or [])
+
+    def _count(self, batch: JetBatch):
+        name = self.sample_names[batch.sample] if batch.sample < len(self.sample_names) else str(batch.sample)
+        for key in ("jets", "not_leading", "cut", *self.splits):
+            counter = "jets_read" if key == "jets" else key if key in ("not_leading", "cut") else f"to_{key}"
+            Metrics.counter("root2hdf5", f"{name}/{counter}").inc(batch.stats[key])
 
     def process(self, batch: JetBatch):
         split = split_index(self.seed, event_ids(batch, self.by_event_number), self.fractions)
@@ -69,5 +78,6 @@ class AssignSplits(beam.DoFn):
         counts = np.bincount(split, minlength=len(self.splits))
         for name, count in zip(self.splits, counts):
             batch.stats[name] += int(count)
+        self._count(batch)
         yield pvalue.TaggedOutput("stats", ((batch.sample, batch.file), dict(batch.stats)))
         yield batch

@@ -82,12 +82,16 @@ def open_tree(path: str, tree: str):
         raise InputError(f"{path}: no tree {tree!r}; trees in this file: {', '.join(trees) or 'none'}")
     try:
         obj = handle[tree]
+        if not isinstance(obj, (uproot.behaviors.TTree.TTree, uproot.behaviors.RNTuple.RNTuple)):
+            handle.close()
+            raise InputError(f"{path}: {tree!r} is a {type(obj).__name__}, not a TTree or RNTuple")
+        obj.num_entries, obj.keys()  # metadata is read lazily: make a damaged header fail here
+    except InputError:
+        raise
     except Exception as err:
         handle.close()
-        raise InputError(f"{path}: tree {tree!r} cannot be read ({type(err).__name__}: {err})") from None
-    if not (hasattr(obj, "arrays") and hasattr(obj, "num_entries")):
-        handle.close()
-        raise InputError(f"{path}: {tree!r} is a {type(obj).__name__}, not a TTree or RNTuple")
+        raise InputError(f"{path}: tree {tree!r} cannot be read; the file may be truncated or damaged "
+                         f"({type(err).__name__}: {err})") from None
     return obj
 
 

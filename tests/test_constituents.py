@@ -1,0 +1,60 @@
+"""Sorting, truncating, padding and masking constituents against a per-jet loop."""
+import apache_beam as beam
+import awkward as ak
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.batch import JetBatch
+from transforms.constituents import PadConstituents, pad_constituents
+
+
+def random_jets(n, seed):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 12, n)
+    counts[:3] = [0, 1, 11]  # empty, single, more than max
+    total = counts.sum()
+    pt = np.round(rng.uniform(0, 10, total), 0).astype(np.float32)  # integers: many ties
+    eta = rng.normal(0, 1, total).astype(np.float32)
+    return {"pt": ak.unflatten(pt, counts), "eta": ak.unflatten(eta, counts)}
+
+
+def reference(jets, max_len, min_pt):
+    pts, etas = ak.to_list(jets["pt"]), ak.to_list(jets["eta"])
+    out_pt, out_eta, out_mask = [], [], []
+    for pt, eta in zip(pts, etas):
+        order = sorted(range(len(pt)), key=lambda k: -pt[k])[:max_len]
+        row_pt, row_eta, row_mask = [0.0] * max_len, [0.0] * max_len, [False] * max_len
+        for slot, k in enumerate(order):
+            if pt[k] >= min_pt:
+                row_pt[slot], row_eta[slot], row_mask[slot] = pt[k], eta[k], True
+        out_pt.append(row_pt), out_eta.append(row_eta), out_mask.append(row_mask)
+    return np.array(out_pt), np.array(out_eta), np.array(out_mask)
+
+
+@pytest.mark.parametrize("max_len, min_pt", [(8, 0.0), (8, 3.0), (1, 0.0), (20, 5.0)])
+def test_matches_per_jet_loop(max_len, min_pt):
+    jets = random_jets(500, seed=max_len)
+    padded, mask = pad_constituents(jets, "pt", max_len, "pt", min_pt)
+    exp_pt, exp_eta, exp_mask = reference(jets, max_len, min_pt)
+    np.testing.assert_array_equal(mask, exp_mask)
+    np.testing.assert_allclose(padded["pt"], exp_pt, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(padded["eta"], exp_eta, rtol=0, atol=1e-6)
+    assert padded["pt"].dtype == np.float32 and padded["pt"].shape == (500, max_len)
+
+
+def test_sort_by_another_branch():
+    jets = {"pt": ak.Array([[1.0, 2.0, 3.0]]), "d": ak.Array([[0.3, 0.1, 0.2]])}
+    padded, mask = pad_constituents(jets, "d", 4)
+    assert padded["pt"].tolist() == [[1.0, 3.0, 2.0, 0.0]] and mask.tolist() == [[True, True, True, False]]
+
+
+def test_dofn_adds_mask_and_pads():
+    jets = random_jets(40, seed=3)
+    b = JetBatch(0, 0, dict(jets))
+    with TestPipeline() as p:
+        out = p | beam.Create([b]) | beam.ParDo(PadConstituents(["pt", "eta"], "pt", 5, "pt", 2.0))
+        exp_pt, _, exp_mask = reference(jets, 5, 2.0)
+        assert_that(out | beam.Map(lambda x: (x.branches["pt"].tolist(), x.data["mask"].tolist())),
+                    equal_to([(exp_pt.tolist(), exp_mask.tolist())]))

@@ -1,0 +1,46 @@
+"""The selection language: ROOT-style precedence over uproot's function table, and nothing else."""
+import numpy as np
+import pytest
+
+from transforms.errors import ConfigError
+from transforms.expressions import Expression
+
+rng = np.random.default_rng(0)
+V = {"jet_pt": rng.uniform(0, 1e6, 200), "jet_eta": rng.uniform(-3, 3, 200), "rho": rng.uniform(0, 20, 200),
+     "flags": rng.integers(0, 16, 200)}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("jet_pt > 350e3 & abs(jet_eta) < 2", (V["jet_pt"] > 350e3) & (np.abs(V["jet_eta"]) < 2)),
+    ("jet_pt > 350e3 && abs(jet_eta) < 2", (V["jet_pt"] > 350e3) & (np.abs(V["jet_eta"]) < 2)),
+    ("jet_pt > 350e3 and abs(jet_eta) < 2", (V["jet_pt"] > 350e3) & (np.abs(V["jet_eta"]) < 2)),
+    ("jet_pt < 1e5 | jet_pt > 9e5", (V["jet_pt"] < 1e5) | (V["jet_pt"] > 9e5)),
+    ("jet_pt < 1e5 || rho > 10 && jet_eta > 0", (V["jet_pt"] < 1e5) | ((V["rho"] > 10) & (V["jet_eta"] > 0))),
+    ("!(jet_eta > 0) & rho > 5", ~(V["jet_eta"] > 0) & (V["rho"] > 5)),
+    ("not jet_eta > 0", ~(V["jet_eta"] > 0)),
+    ("0.5 < abs(jet_eta) < 2", (np.abs(V["jet_eta"]) > 0.5) & (np.abs(V["jet_eta"]) < 2)),
+    ("(flags & 4) != 0", (V["flags"] & 4) != 0),
+    ("where(jet_eta > 0 & rho > 3, jet_pt, 0) > 2e5", np.where((V["jet_eta"] > 0) & (V["rho"] > 3), V["jet_pt"], 0) > 2e5),
+    ("sqrt(jet_pt) / 1000 + rho**2 >= 1", np.sqrt(V["jet_pt"]) / 1000 + V["rho"] ** 2 >= 1),
+])
+def test_evaluates_like_numpy(text, expected):
+    np.testing.assert_array_equal(Expression(text).evaluate(V), expected)
+
+
+def test_symbols_are_the_branches_in_order():
+    assert Expression("jet_pt > 1 && !(jet_eta < 0) || rho > 3 & abs(jet_pt) > 0").symbols == ["jet_pt", "jet_eta", "rho"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("__import__('os').system('true')", "unknown function"),
+    ("jet_pt.real > 0", "Attribute"),
+    ("jet_pt[0] > 0", "Subscript"),
+    ("(lambda: 1)()", "unknown function|Lambda"),
+    ("sqrtt(jet_pt) > 1", "did you mean 'sqrt'"),
+    ("jet_pt >", "not a valid expression"),
+    ("jet_pt == 'a'", "numeric constants"),
+    ("abs(jet_pt, out=jet_pt)", "keyword"),
+])
+def test_rejects_anything_outside_the_language(text, message):
+    with pytest.raises(ConfigError, match=message):
+        Expression(text, "input.selection")

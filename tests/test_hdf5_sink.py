@@ -1,0 +1,85 @@
+"""HDF5 files: the shard contract, split files as virtual datasets, reproducible bytes."""
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from transforms.hdf5_sink import DatasetSpec, SinkSpec, write_jets_file, write_split_file
+
+DATASETS = [DatasetSpec("constituents", "float32", (5, 2), (("features", ["a", "b"]),)),
+            DatasetSpec("mask", "bool", (5,)), DatasetSpec("labels", "int32"),
+            DatasetSpec("source", "int64", (4,))]
+
+
+def spec(**kw):
+    return SinkSpec(out_dir="o", tmp_dir="t", datasets=DATASETS, shards={"train": 2}, split_names=["train"],
+                    sample_names=["s"], file_attrs={"config": "{}"}, chunk_jets=4, **kw)
+
+
+def columns(n, seed):
+    rng = np.random.default_rng(seed)
+    return {"constituents": rng.random((n, 5, 2)).astype(np.float32), "mask": rng.random((n, 5)) > 0.5,
+            "labels": rng.integers(0, 3, n).astype(np.int32), "source": rng.integers(0, 100, (n, 4))}
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf", "none"])
+def test_shard_contract(tmp_path, compression):
+    cols = columns(10, 0)
+    path = tmp_path / "s.h5"
+    write_jets_file(str(path), cols, spec(compression=compression), {"split": "train"})
+    with h5py.File(path) as f:
+        assert f.attrs["num_jets"] == 10 and f.attrs["split"] == "train" and f.attrs["config"] == "{}"
+        assert list(f["constituents"].attrs["features"]) == ["a", "b"]
+        assert f["constituents"].chunks == (4, 5, 2)
+        assert f["constituents"].compression == (None if compression == "none" else compression)
+        for name, values in cols.items():
+            assert f[name].dtype == values.dtype
+            np.testing.assert_array_equal(f[name][...], values)
+
+
+def test_split_file_reads_as_one_dataset_and_survives_a_move(tmp_path):
+    out = tmp_path / "out"
+    (out / "shards").mkdir(parents=True)
+    parts = [columns(7, 1), columns(0, 2), columns(5, 3)]
+    members = []
+    for i, cols in enumerate(parts):
+        write_jets_file(str(out / "shards" / f"p{i}.h5"), cols, spec(), {})
+        members.append((f"shards/p{i}.h5", len(cols["labels"])))
+    write_split_file(str(out / "train.h5"), members, spec(), {"split": "train"})
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(out), str(moved))
+    cwd = os.getcwd()
+    os.chdir("/")  # relative sources resolve against the split file, not the working directory
+    try:
+        with h5py.File(moved / "train.h5") as f:
+            assert f["constituents"].is_virtual and f.attrs["num_jets"] == 12
+            for name in parts[0]:
+                np.testing.assert_array_equal(f[name][...], np.concatenate([p[name] for p in parts]))
+    finally:
+        os.chdir(cwd)
+
+
+def test_a_missing_shard_reads_as_fill_values_not_numbers(tmp_path):
+    (tmp_path / "shards").mkdir()
+    write_jets_file(str(tmp_path / "shards" / "p0.h5"), columns(3, 1), spec(), {})
+    write_split_file(str(tmp_path / "train.h5"), [("shards/p0.h5", 3), ("shards/gone.h5", 2)], spec(), {})
+    with h5py.File(tmp_path / "train.h5") as f:
+        assert np.all(np.isnan(f["constituents"][3:]))
+        assert np.all(f["labels"][3:] == -1)
+
+
+def test_empty_split_file(tmp_path):
+    write_split_file(str(tmp_path / "val.h5"), [], spec(), {})
+    with h5py.File(tmp_path / "val.h5") as f:
+        assert f["constituents"].shape == (0, 5, 2) and f.attrs["num_jets"] == 0
+
+
+def test_same_content_same_bytes(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name / "shards").mkdir(parents=True)
+        write_jets_file(str(tmp_path / name / "shards" / "p.h5"), columns(9, 4), spec(), {})
+        write_split_file(str(tmp_path / name / "train.h5"), [("shards/p.h5", 9)], spec(), {})
+    for rel in ("shards/p.h5", "train.h5"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()

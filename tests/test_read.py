@@ -1,0 +1,48 @@
+"""ReadRootRanges: files become many ranges whose union is exactly the file's entries."""
+import apache_beam as beam
+import numpy as np
+import uproot
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+
+from pipelines import synthetic
+from transforms.read import ReadRootRanges
+from transforms.sources import InputFile
+from transforms.trees import BranchPlan
+
+
+def test_ranges_read_every_entry_exactly_once(ntuples):
+    files = [InputFile(0, 0, ntuples["events_sig_0"], synthetic.EVENTS_TREE),
+             InputFile(1, 0, ntuples["events_bkg"], synthetic.EVENTS_TREE)]
+    plan = BranchPlan("events", ("jet_pt",), ("jet_constit_pt",), (), "eventNumber")
+    expected = {}
+    for spec in files:
+        arrays = uproot.open(spec.path)[spec.tree].arrays(["eventNumber", "jet_constit_pt"])
+        expected[spec.path] = (arrays["eventNumber"].to_numpy(), float(np.sum(np.asarray(
+            __import__("awkward").flatten(arrays["jet_constit_pt"], axis=None)), dtype=np.float64)))
+
+    def summarise(chunk):
+        import awkward as ak
+        r = chunk.range
+        return (r.file.path, r.start, r.stop, chunk.arrays["eventNumber"].to_numpy().tolist(),
+                float(np.sum(np.asarray(ak.flatten(chunk.arrays["jet_constit_pt"], axis=None)), dtype=np.float64)),
+                sorted(chunk.arrays.fields))
+
+    def check(rows):
+        by_file = {}
+        for path, start, stop, events, total, fields in rows:
+            assert fields == sorted(plan.to_read()), "only the planned branches are read"
+            assert len(events) == stop - start
+            by_file.setdefault(path, []).append((start, stop, events, total))
+        assert set(by_file) == set(expected)
+        for path, parts in by_file.items():
+            parts.sort()
+            assert len(parts) > 1, "a file becomes several work units"
+            assert parts[0][0] == 0 and all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+            events = np.concatenate([p[2] for p in parts])
+            np.testing.assert_array_equal(events, expected[path][0])
+            assert abs(sum(p[3] for p in parts) - expected[path][1]) < 1e-6 * expected[path][1]
+
+    with TestPipeline() as p:
+        rows = p | ReadRootRanges(files, plan, step_size=90) | beam.Map(summarise)
+        assert_that(rows, check)
