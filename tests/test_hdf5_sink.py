@@ -83,3 +83,49 @@ def test_same_content_same_bytes(tmp_path):
         write_split_file(str(tmp_path / name / "train.h5"), [("shards/p.h5", 9)], spec(), {})
     for rel in ("shards/p.h5", "train.h5"):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
+    """WriteShuffledHdf5 alone: routed batches in, a finished directory and an exact report out."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that
+
+    from transforms.batch import JetBatch
+    from transforms.hdf5_sink import WriteShuffledHdf5
+    from transforms.sources import InputFile
+
+    out, tmp = tmp_path / "out", tmp_path / "out" / ".tmp"
+    for sub in ("shards", "pieces"):
+        (tmp / sub).mkdir(parents=True)
+    sink = SinkSpec(out_dir=str(out), tmp_dir=str(tmp), datasets=DATASETS, shards={"train": 2, "test": 1},
+                    split_names=["train", "val", "test"], sample_names=["s"],
+                    files=[InputFile(0, 0, "a.root", "t"), InputFile(0, 1, "b.root", "t")], chunk_jets=4)
+    batches, stats, expected = [], [], {}
+    for f in range(2):
+        cols = columns(20, f)
+        cols["source"][:, :2] = [0, f]
+        cols["source"][:, 2] = np.arange(20)
+        b = JetBatch(0, f, data=dict(cols))
+        b.data["_split"] = np.where(np.arange(20) % 4 == 0, 2, 0).astype(np.int8)
+        b.data["_shard"] = np.where(b.data["_split"] == 0, np.arange(20) % 2, 0).astype(np.int32)
+        b.data["_order"] = np.random.default_rng(f).integers(0, 2**63, 20).astype(np.uint64)
+        batches.append(b)
+        stats.append(((0, f), {"events": 20, "jets": 20, "not_leading": 0, "cut": 0, "train": 15, "val": 0, "test": 5}))
+        for i in range(20):
+            expected[(f, i)] = "test" if b.data["_split"][i] == 2 else "train"
+
+    def check(reports):
+        (report,) = reports
+        assert report["samples"]["s"]["written"] == {"train": 30, "val": 0, "test": 10}
+
+    with TestPipeline() as p:
+        s = p | "Stats" >> beam.Create(stats)
+        assert_that(p | beam.Create(batches) | WriteShuffledHdf5(sink, s, spill=True), check)
+    assert sorted(os.listdir(out)) == ["shards", "summary.json", "test.h5", "train.h5"]
+    assert sorted(os.listdir(out / "shards")) == ["test-00000-of-00001.h5", "train-00000-of-00002.h5",
+                                                  "train-00001-of-00002.h5"]
+    for split in ("train", "test"):
+        with h5py.File(out / f"{split}.h5") as handle:
+            got = {(int(s[1]), int(s[2])) for s in handle["source"][...]}
+            assert got == {k for k, v in expected.items() if v == split}
