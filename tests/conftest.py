@@ -36,6 +36,17 @@ def ntuples(tmp_path_factory) -> dict[str, str]:
     return files
 
 
+def with_overrides(cfg: dict, overrides: dict) -> dict:
+    """Set dotted keys, e.g. {"shuffle.seed": 3}."""
+    for dotted, value in overrides.items():
+        node = cfg
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return cfg
+
+
 def events_config(ntuples, out_dir, **overrides) -> dict:
     """A per-event config over the synthetic files, as a dict (tests tweak it)."""
     cfg = {
@@ -58,13 +69,7 @@ def events_config(ntuples, out_dir, **overrides) -> dict:
         "shuffle": {"seed": 7, "shards": 5},
         "output": {"dir": str(out_dir), "compression": "gzip", "chunk_jets": 32},
     }
-    for dotted, value in overrides.items():
-        node = cfg
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[last] = value
-    return cfg
+    return with_overrides(cfg, overrides)
 
 
 def jets_config(ntuples, out_dir, **overrides) -> dict:
@@ -87,13 +92,7 @@ def jets_config(ntuples, out_dir, **overrides) -> dict:
         "shuffle": {"seed": 3, "shards": 4},
         "output": {"dir": str(out_dir), "compression": "lzf"},
     }
-    for dotted, value in overrides.items():
-        node = cfg
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[last] = value
-    return cfg
+    return with_overrides(cfg, overrides)
 
 
 IN_MEMORY = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
