@@ -171,8 +171,8 @@ def prepare_output(path: str, overwrite: bool) -> OutputDir:
     return OutputDir(path, tmp, created)
 
 
-def make_sink(cfg: Config, files: list[InputFile], out: OutputDir, overwrite: bool) -> SinkSpec:
-    features = preprocess_spec(cfg).feature_names()
+def make_sink(cfg: Config, files: list[InputFile], features: dict[str, list[str]], out: OutputDir,
+              overwrite: bool) -> SinkSpec:
     file_attrs = {
         "config": cfg.provenance_json(),
         "versions": package_versions(),
@@ -196,7 +196,7 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     check_inputs(cfg, files)
     features = preprocess_spec(cfg).feature_names()  # fails fast on a broken preprocessing function
     out = prepare_output(cfg.output.dir, overwrite)
-    sink = make_sink(cfg, files, out, overwrite)
+    sink = make_sink(cfg, files, features, out, overwrite)
     log.info("constituent features: %s", features.get("constituents", []))
     log.info("jet features: %s", features["jets"])
     try:
