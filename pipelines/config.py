@@ -29,11 +29,45 @@ _USER_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass
+class CategoryConfig:
+    label: int
+    selection: str
+    name: str | None = None
+
+
+@dataclass
 class SampleConfig:
     name: str
     files: list[str]
     tree: str
-    label: int = 0
+    label: int | None = None
+    categories: list[CategoryConfig] = field(default_factory=list)
+    weight: float = 1.0
+    cross_section: float | None = None
+    sum_of_weights: str | None = None  # a number, or "auto": the sum of weights.branch over all events read
+    max_jets: int | None = None
+
+
+@dataclass
+class WeightsConfig:
+    branch: str | None = None
+    luminosity: float = 1.0
+
+
+@dataclass
+class LimitsConfig:
+    total_jets: int | None = None
+    balance: bool = False
+
+
+@dataclass
+class JetCollectionsConfig:
+    fields: list[str]
+    collections: dict[str, list[str]]
+    preprocess: list[str] = field(default_factory=lambda: ["raw"])
+
+    def all_branches(self) -> list[str]:
+        return [b for branches in self.collections.values() for b in branches]
 
 
 @dataclass
@@ -68,6 +102,7 @@ class PreprocessConfig:
     jets: list[str] = field(default_factory=lambda: ["raw"])
     unit_scale: float = 1.0
     scaled_branches: list[str] | None = None
+    scale: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,6 +138,9 @@ class Config:
     kinematics: KinematicsConfig = field(default_factory=KinematicsConfig)
     constituents: ConstituentsConfig = field(default_factory=ConstituentsConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    jet_collections: JetCollectionsConfig | None = None
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -234,11 +272,16 @@ def config_from_dict(data: dict, source: str = "config", overrides: dict | None 
 # ------------------------------------------------------------------------------------------- resolution
 
 
-def _check_user_function(spec: str, where: str):
-    if spec in ("raw", "cartesian") or _USER_FUNCTION.match(spec):
+def _check_function(spec: str, kind: str, where: str):
+    from transforms.physics import PRESETS
+    from transforms.preprocess import BUILTINS
+
+    if spec in BUILTINS[kind] or (kind == "constituents" and spec in PRESETS) or _USER_FUNCTION.match(spec):
         return
-    raise ConfigError(f"{where}: {spec!r} is neither a built-in preprocessing ('raw', 'cartesian') nor a "
-                      "user function written as 'package.module:function'")
+    close = difflib.get_close_matches(spec, [*BUILTINS[kind], *PRESETS], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(f"{where}: {spec!r} is not a built-in {kind} function ({hint}built-ins: "
+                      f"{', '.join(BUILTINS[kind])}) nor a user function written as 'package.module:function'")
 
 
 def resolve(cfg: Config) -> Config:
@@ -268,6 +311,10 @@ def resolve(cfg: Config) -> Config:
         if listed.count(b) > 1:
             raise ConfigError(f"input: branch {b!r} is listed twice")
 
+    _resolve_samples(cfg)
+    _resolve_collections(cfg)
+    if cfg.jet_collections:
+        listed += [b for b in cfg.jet_collections.all_branches() if b not in listed]
     cfg.kinematics.jets = kinematics.infer_roles(inp.jet_branches, cfg.kinematics.jets)
     cfg.kinematics.constituents = kinematics.infer_roles(inp.constituent_branches, cfg.kinematics.constituents)
     if inp.layout == "events" and inp.leading_by is None:
@@ -294,7 +341,10 @@ def resolve(cfg: Config) -> Config:
         if not specs:
             raise ConfigError(f"preprocess.{key}: give at least one function (e.g. raw)")
         for spec in specs:
-            _check_user_function(spec, f"preprocess.{key}")
+            _check_function(spec, key, f"preprocess.{key}")
+    if cfg.jet_collections:
+        for spec in cfg.jet_collections.preprocess:
+            _check_function(spec, "jets", "jet_collections.preprocess")
     if pre.scaled_branches is None:
         pre.scaled_branches = [b for b in listed if kinematics.is_energy_like(b)] if pre.unit_scale != 1 else []
     unknown = [b for b in pre.scaled_branches if b not in listed]
@@ -315,9 +365,61 @@ def resolve(cfg: Config) -> Config:
         # have similar sizes; every non-empty split gets at least one.
         sh.shards_per_split = {name: max(1, round(sh.shards * f)) for name, f in fractions.items() if f > 0}
 
+    if cfg.limits.total_jets is not None and cfg.limits.total_jets < 1:
+        raise ConfigError("limits.total_jets must be a positive number of jets")
+
     out = cfg.output
     if out.compression not in COMPRESSIONS:
         raise ConfigError(f"output.compression: {out.compression!r} is not one of {', '.join(COMPRESSIONS)}")
     if out.chunk_jets < 1:
         raise ConfigError("output.chunk_jets must be at least 1")
     return cfg
+
+
+def _resolve_samples(cfg: Config):
+    inp = cfg.input
+    for s in cfg.samples:
+        where = f"samples.{s.name}"
+        if s.categories:
+            if s.label is not None:
+                raise ConfigError(f"{where}: give either label or categories, not both")
+            labels = [c.label for c in s.categories]
+            for c in s.categories:
+                c.name = c.name or f"label{c.label}"
+                Expression(c.selection, f"{where}.categories selection")
+            if len({c.name for c in s.categories}) < len(s.categories):
+                raise ConfigError(f"{where}.categories: names must be unique")
+        elif s.label is None:
+            s.label = 0
+        if s.max_jets is not None and s.max_jets < 0:
+            raise ConfigError(f"{where}.max_jets must not be negative")
+        if s.sum_of_weights is not None and s.sum_of_weights != "auto":
+            try:
+                value = float(s.sum_of_weights)
+            except ValueError:
+                raise ConfigError(f"{where}.sum_of_weights: {s.sum_of_weights!r} is neither a number nor 'auto'") from None
+            if value <= 0:
+                raise ConfigError(f"{where}.sum_of_weights must be positive")
+        if s.cross_section is not None and s.sum_of_weights is None:
+            raise ConfigError(f"{where}: cross_section needs sum_of_weights (a number, or auto to sum "
+                              "weights.branch over all events read)")
+        if s.sum_of_weights == "auto":
+            if not cfg.weights.branch:
+                raise ConfigError(f"{where}.sum_of_weights: auto needs weights.branch (the event weight)")
+            if inp.layout != "events":
+                raise ConfigError(f"{where}.sum_of_weights: auto needs layout 'events' (a per-jet ntuple does "
+                                  "not hold every event); give the number")
+
+
+def _resolve_collections(cfg: Config):
+    jc = cfg.jet_collections
+    if jc is None:
+        return
+    if not jc.fields or not jc.collections:
+        raise ConfigError("jet_collections: give fields and at least one collection")
+    for name, branches in jc.collections.items():
+        if len(branches) == 1 and len(jc.fields) > 1:  # a prefix: branch = prefix + field
+            jc.collections[name] = [branches[0] + f for f in jc.fields]
+        elif len(branches) != len(jc.fields):
+            raise ConfigError(f"jet_collections.collections.{name}: {len(branches)} branches for "
+                              f"{len(jc.fields)} fields {jc.fields}")

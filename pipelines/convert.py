@@ -21,12 +21,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import SPLITS, Config
+from transforms.composition import Composition
 from transforms.constituents import PadConstituents
 from transforms.errors import OutputError
 from transforms.flatten import FlattenJets
 from transforms.hdf5_sink import SHARDS_DIR, SUMMARY, DatasetSpec, SinkSpec, WriteShuffledHdf5
-from transforms.label import LabelJets
-from transforms.preprocess import PreprocessSpec, Preprocess
+from transforms.label import Labeling, LabelJets
+from transforms.preprocess import JetCollections, Preprocess, PreprocessSpec
 from transforms.read import ReadRootRanges
 from transforms.select import SelectJets
 from transforms.sources import InputFile, expand_files
@@ -44,7 +45,26 @@ def branch_plan(cfg: Config) -> BranchPlan:
     inp = cfg.input
     return BranchPlan(inp.layout, tuple(inp.jet_branches), tuple(inp.constituent_branches),
                       tuple(inp.event_branches), inp.event_number,
-                      inp.leading_by if inp.layout == "events" else None, inp.selection)
+                      inp.leading_by if inp.layout == "events" else None, inp.selection,
+                      categories=tuple(c.selection for s in cfg.samples for c in s.categories),
+                      weight=cfg.weights.branch,
+                      collections=tuple(cfg.jet_collections.all_branches()) if cfg.jet_collections else ())
+
+
+def labelings(cfg: Config) -> list[Labeling]:
+    return [Labeling(s.label or 0, tuple((c.label, c.name, c.selection) for c in s.categories))
+            for s in cfg.samples]
+
+
+def composition(cfg: Config) -> Composition:
+    factors = tuple(s.weight * (s.cross_section * cfg.weights.luminosity if s.cross_section is not None else 1.0)
+                    for s in cfg.samples)
+    return Composition(
+        caps=tuple(s.max_jets for s in cfg.samples), total_jets=cfg.limits.total_jets,
+        balance=cfg.limits.balance, factors=factors,
+        sum_of_weights=tuple(s.sum_of_weights if s.sum_of_weights in (None, "auto") else float(s.sum_of_weights)
+                             for s in cfg.samples),
+        sample_names=tuple(s.name for s in cfg.samples))
 
 
 def preprocess_spec(cfg: Config) -> PreprocessSpec:
@@ -55,7 +75,10 @@ def preprocess_spec(cfg: Config) -> PreprocessSpec:
         jet_branches=tuple(inp.jet_branches + inp.event_branches),
         constituent_roles=dict(cfg.constituent_roles), jet_roles=dict(cfg.jet_roles),
         unit_scale=pre.unit_scale, scaled_branches=tuple(pre.scaled_branches or ()),
-        max_constituents=cfg.constituents.max if inp.constituent_branches else 0)
+        max_constituents=cfg.constituents.max if inp.constituent_branches else 0,
+        feature_scale=tuple(pre.scale.items()),
+        collections=JetCollections(tuple(jc.fields), tuple((k, tuple(v)) for k, v in jc.collections.items()),
+                                   tuple(jc.preprocess)) if (jc := cfg.jet_collections) else None)
 
 
 def output_datasets(cfg: Config, features: dict[str, list[str]]) -> list[DatasetSpec]:
@@ -67,8 +90,12 @@ def output_datasets(cfg: Config, features: dict[str, list[str]]) -> list[Dataset
                         (("features", features["constituents"]),)),
             DatasetSpec("mask", "bool", (n_max,)),
         ]
+    datasets.append(DatasetSpec("jets", "float32", (len(features["jets"]),), (("features", features["jets"]),)))
+    if "jet_collections" in features:
+        names = list(cfg.jet_collections.collections)
+        datasets.append(DatasetSpec("jet_collections", "float32", (len(names), len(features["jet_collections"])),
+                                    (("collections", names), ("features", features["jet_collections"]))))
     datasets += [
-        DatasetSpec("jets", "float32", (len(features["jets"]),), (("features", features["jets"]),)),
         DatasetSpec("labels", "int32"),
         DatasetSpec("weights", "float32"),
         DatasetSpec("event_number", "int64"),
@@ -89,25 +116,27 @@ def package_versions() -> str:
 
 def build(pipeline: beam.Pipeline, cfg: Config, files: list[InputFile], sink: SinkSpec):
     """Add the conversion to `pipeline`. Returns the PCollection holding the final report."""
-    inp, con, pre = cfg.input, cfg.constituents, cfg.preprocess
+    inp, con = cfg.input, cfg.constituents
     split_names = list(SPLITS)
+    sum_weights = cfg.weights.branch if any(s.sum_of_weights == "auto" for s in cfg.samples) else None
     routed, stats = (
         pipeline
         | "ReadRoot" >> ReadRootRanges(files, branch_plan(cfg), inp.step_size)
         | "FlattenJets" >> beam.ParDo(FlattenJets(inp.layout, inp.leading_jets, inp.leading_by,
-                                                  inp.event_number))
+                                                  inp.event_number, sum_weights))
         | "Select" >> beam.ParDo(SelectJets(inp.selection))
+        | "Label" >> beam.ParDo(LabelJets(labelings(cfg), cfg.weights.branch))
         | "PadConstituents" >> beam.ParDo(PadConstituents(
             inp.constituent_branches, con.sort_by, con.max, cfg.constituent_roles.get("pt"), con.min_pt))
         | "Preprocess" >> beam.ParDo(Preprocess(preprocess_spec(cfg)))
-        | "Label" >> beam.ParDo(LabelJets([s.label for s in cfg.samples]))
         | "AssignSplits" >> beam.ParDo(AssignSplits(
             cfg.shuffle.seed, split_names, [cfg.split.fractions()[s] for s in split_names],
             [cfg.shuffle.shards_per_split.get(s, 0) for s in split_names],
             by_event_number=inp.event_number is not None, sample_names=[s.name for s in cfg.samples]))
         .with_outputs("stats", main="batches")
     )
-    return routed | "WriteHdf5" >> WriteShuffledHdf5(sink, stats, spill=cfg.shuffle.mode == "spill")
+    return routed | "WriteHdf5" >> WriteShuffledHdf5(sink, stats, spill=cfg.shuffle.mode == "spill",
+                                                     composition=composition(cfg))
 
 
 def check_inputs(cfg: Config, files: list[InputFile]) -> None:
@@ -177,7 +206,8 @@ def make_sink(cfg: Config, files: list[InputFile], features: dict[str, list[str]
         "config": cfg.provenance_json(),
         "versions": package_versions(),
         "max_constituents": cfg.constituents.max if cfg.input.constituent_branches else 0,
-        "samples": json.dumps([{"name": s.name, "label": s.label} for s in cfg.samples]),
+        "samples": json.dumps([{"name": s.name, "label": s.label,
+                                "categories": {c.name: c.label for c in s.categories}} for s in cfg.samples]),
         "source_files": json.dumps([[f.path for f in files if f.sample == i] for i in range(len(cfg.samples))]),
     }
     return SinkSpec(

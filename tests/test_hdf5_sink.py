@@ -10,7 +10,7 @@ from transforms.hdf5_sink import DatasetSpec, SinkSpec, write_jets_file, write_s
 
 DATASETS = [DatasetSpec("constituents", "float32", (5, 2), (("features", ["a", "b"]),)),
             DatasetSpec("mask", "bool", (5,)), DatasetSpec("labels", "int32"),
-            DatasetSpec("source", "int64", (4,))]
+            DatasetSpec("source", "int64", (4,)), DatasetSpec("weights", "float32")]
 
 
 def spec(**kw):
@@ -21,7 +21,8 @@ def spec(**kw):
 def columns(n, seed):
     rng = np.random.default_rng(seed)
     return {"constituents": rng.random((n, 5, 2)).astype(np.float32), "mask": rng.random((n, 5)) > 0.5,
-            "labels": rng.integers(0, 3, n).astype(np.int32), "source": rng.integers(0, 100, (n, 4))}
+            "labels": rng.integers(0, 3, n).astype(np.int32), "source": rng.integers(0, 100, (n, 4)),
+            "weights": rng.random(n).astype(np.float32)}
 
 
 @pytest.mark.parametrize("compression", ["gzip", "lzf", "none"])
@@ -93,6 +94,7 @@ def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
 
     from transforms.batch import JetBatch
     from transforms.hdf5_sink import WriteShuffledHdf5
+    from transforms.report import RangeStats
     from transforms.sources import InputFile
 
     out, tmp = tmp_path / "out", tmp_path / "out" / ".tmp"
@@ -111,7 +113,8 @@ def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
         b.data["_shard"] = np.where(b.data["_split"] == 0, np.arange(20) % 2, 0).astype(np.int32)
         b.data["_order"] = np.random.default_rng(f).integers(0, 2**63, 20).astype(np.uint64)
         batches.append(b)
-        stats.append(((0, f), {"events": 20, "jets": 20, "not_leading": 0, "cut": 0, "train": 15, "val": 0, "test": 5}))
+        stats.append(RangeStats(0, f, {"events": 20, "jets": 20, "not_leading": 0, "cut": 0, "train": 15, "val": 0,
+                                       "test": 5}))
         for i in range(20):
             expected[(f, i)] = "test" if b.data["_split"][i] == 2 else "train"
 

@@ -5,7 +5,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.batch import JetBatch
-from transforms.label import LabelJets
+from transforms.label import Labeling, LabelJets
 
 
 def test_labels_follow_the_sample():
@@ -15,7 +15,7 @@ def test_labels_follow_the_sample():
         b.data["source"] = np.zeros((n, 4), np.int64)
         batches.append(b)
     with TestPipeline() as p:
-        out = p | beam.Create(batches) | beam.ParDo(LabelJets([7, -1, 3]))
+        out = p | beam.Create(batches) | beam.ParDo(LabelJets([Labeling(7), Labeling(-1), Labeling(3)]))
         assert_that(out | beam.FlatMap(lambda b: [(b.sample, int(l), float(w), b.data["labels"].dtype.name)
                                                   for l, w in zip(b.data["labels"], b.data["weights"])]),
                     equal_to([(0, 7, 1.0, "int32")] * 3 + [(1, -1, 1.0, "int32")] * 2 + [(2, 3, 1.0, "int32")] * 4))

@@ -2,56 +2,67 @@
 import pytest
 
 from transforms.errors import InputError, Root2Hdf5Error
-from transforms.report import ShardResult, build_report, format_report
+from transforms.report import RangeStats, ShardResult, build_report, format_report
 from transforms.sources import InputFile
 
 FILES = [InputFile(0, 0, "a.root", "t"), InputFile(0, 1, "b.root", "t"), InputFile(1, 0, "c.root", "t")]
 SPLITS = ["train", "val", "test"]
+NAMES = ["sig", "bkg"]
 
 
 def stats():
-    return [((0, 0), {"events": 10, "jets": 20, "not_leading": 2, "cut": 3, "train": 10, "val": 3, "test": 2}),
-            ((0, 1), {"events": 5, "jets": 10, "not_leading": 0, "cut": 5, "train": 5, "val": 0, "test": 0}),
-            ((1, 0), {"events": 8, "jets": 8, "not_leading": 0, "cut": 0, "train": 4, "val": 2, "test": 2})]
+    return [RangeStats(0, 0, {"events": 6, "jets": 12, "not_leading": 2, "cut": 1, "train": 6, "val": 2, "test": 1}),
+            RangeStats(0, 0, {"events": 4, "jets": 8, "not_leading": 0, "cut": 2, "uncategorized": 1, "train": 4,
+                              "val": 1, "test": 0}),
+            RangeStats(0, 1, {"events": 5, "jets": 10, "not_leading": 0, "cut": 5, "train": 5, "val": 0, "test": 0}),
+            RangeStats(1, 0, {"events": 8, "jets": 8, "not_leading": 0, "cut": 0, "train": 4, "val": 2, "test": 2})]
 
 
 def shards():
-    return [ShardResult("train", 0, "x", 12, [9, 3]), ShardResult("train", 1, "y", 7, [6, 1]),
-            ShardResult("val", 0, "z", 5, [3, 2]), ShardResult("test", 0, "w", 4, [2, 2])]
+    # rows: (sample, file, label, written, dropped by limits)
+    return [ShardResult("train", 0, "x", 12, [(0, 0, 1, 7, 1), (0, 1, 1, 3, 0), (1, 0, 0, 2, 0)]),
+            ShardResult("train", 1, "y", 6, [(0, 0, 1, 2, 0), (0, 1, 1, 2, 0), (1, 0, 0, 2, 0)]),
+            ShardResult("val", 0, "z", 5, [(0, 0, 1, 3, 0), (1, 0, 0, 2, 0)]),
+            ShardResult("test", 0, "w", 3, [(0, 0, 1, 1, 0), (1, 0, 0, 2, 0)])]
 
 
 def test_report_adds_up():
-    report = build_report(stats(), shards(), FILES, ["sig", "bkg"], SPLITS, None)
-    assert report["samples"]["sig"] == {"files": 2, "events": 15, "jets": 30, "not_leading": 2, "cut": 8,
-                                        "written": {"train": 15, "val": 3, "test": 2}}
-    assert report["total"] == {"events": 23, "jets": 38, "not_leading": 2, "cut": 8, "written": 28}
-    assert report["splits"]["train"] == {"jets": 19, "shards": 2}
-    assert [f["path"] for f in report["files"]] == ["a.root", "b.root", "c.root"]
-    assert "total" in format_report(report)
+    report = build_report(stats(), shards(), FILES, NAMES, SPLITS, None)
+    assert report["samples"]["sig"] == {
+        "files": 2, "events": 15, "jets": 30, "not_leading": 2, "cut": 8, "uncategorized": 1, "limited": 1,
+        "written": {"train": 14, "val": 3, "test": 1},
+        "labels": {"train": {"1": 14}, "val": {"1": 3}, "test": {"1": 1}}}
+    assert report["total"] == {"events": 23, "jets": 38, "not_leading": 2, "cut": 8, "uncategorized": 1,
+                               "limited": 1, "written": 26}
+    assert report["splits"]["train"] == {"jets": 18, "shards": 2, "labels": {"0": 4, "1": 14}}
+    assert [(f["path"], f["limited"], f["written"]["train"]) for f in report["files"]] == [
+        ("a.root", 1, 9), ("b.root", 0, 5), ("c.root", 0, 4)]
+    table = format_report(report)
+    assert "uncategorized" in table and "limited" in table and "labels: train 0: 4, 1: 14" in table
 
 
 def test_lost_jets_are_detected():
     lost = shards()
-    lost[0] = ShardResult("train", 0, "x", 11, [8, 3])
-    with pytest.raises(Root2Hdf5Error, match="lost or duplicated"):
-        build_report(stats(), lost, FILES, ["sig", "bkg"], SPLITS, None)
+    lost[1] = ShardResult("train", 1, "y", 5, [(0, 0, 1, 1, 0), (0, 1, 1, 2, 0), (1, 0, 0, 2, 0)])
+    with pytest.raises(Root2Hdf5Error, match="a.root sent 10 jets to train but 8 were written and 1 dropped"):
+        build_report(stats(), lost, FILES, NAMES, SPLITS, None)
 
 
 def test_unaccounted_jets_are_detected():
     bad = stats()
-    bad[0] = ((0, 0), {**bad[0][1], "cut": 4})
-    with pytest.raises(Root2Hdf5Error, match="read 30 jets"):
-        build_report(bad, shards(), FILES, ["sig", "bkg"], SPLITS, None)
+    bad[0].counts["cut"] = 0
+    with pytest.raises(Root2Hdf5Error, match="a.root read 20 jets but 1 are neither written nor counted"):
+        build_report(bad, shards(), FILES, NAMES, SPLITS, None)
 
 
 def test_unread_file_is_detected():
     with pytest.raises(Root2Hdf5Error, match="c.root"):
-        build_report(stats()[:2], shards(), FILES, ["sig", "bkg"], SPLITS, None)
+        build_report(stats()[:3], shards(), FILES, NAMES, SPLITS, None)
 
 
 def test_sample_with_no_selected_jets_is_an_error():
     empty = stats()
-    empty[2] = ((1, 0), {"events": 8, "jets": 8, "not_leading": 0, "cut": 8})
-    shards_sig = [ShardResult(s.split, s.shard, s.path, s.per_sample[0], [s.per_sample[0], 0]) for s in shards()]
+    empty[3] = RangeStats(1, 0, {"events": 8, "jets": 8, "not_leading": 0, "cut": 8})
+    only_sig = [ShardResult(s.split, s.shard, s.path, s.num_jets, [r for r in s.rows if r[0] == 0]) for s in shards()]
     with pytest.raises(InputError, match=r"sample 'bkg': no jets passed the selection 'pt > 1'"):
-        build_report(empty, shards_sig, FILES, ["sig", "bkg"], SPLITS, "pt > 1")
+        build_report(empty, only_sig, FILES, NAMES, SPLITS, "pt > 1")

@@ -35,6 +35,7 @@ def make_batch(sample, file, n, events):
     b = JetBatch(sample, file)
     b.data["source"] = np.column_stack([np.full(n, sample), np.full(n, file), np.arange(n) // 2, np.arange(n) % 2])
     b.data["event_number"] = np.asarray(events, np.int64)
+    b.data["labels"] = np.full(n, sample, np.int32)
     return b
 
 
@@ -54,8 +55,9 @@ def test_assign_splits_keeps_events_together_and_counts():
                     events_in_one_split, label="together")
         assert_that(out.batches | beam.FlatMap(lambda b: [
             bool(np.all(b.data["_shard"] < np.array([3, 1, 1])[b.data["_split"]]))]), equal_to([True] * 4), label="shards")
-        assert_that(out.stats | beam.Map(lambda kv: kv[1]["train"] + kv[1]["val"] + kv[1]["test"]),
-                    equal_to([400] * 4), label="stats")
+        assert_that(out.stats | beam.Map(lambda rs: (rs.counts["train"] + rs.counts["val"] + rs.counts["test"],
+                                                     sum(rs.cells.values()))),
+                    equal_to([(400, 400)] * 4), label="stats")
 
 
 def test_keys_depend_only_on_jet_identity():

@@ -15,6 +15,7 @@ import numpy as np
 
 from transforms.batch import JetBatch
 from transforms.errors import InputError
+from transforms.exact import exact_sum
 from transforms.read import EventsChunk
 
 
@@ -34,8 +35,21 @@ def _check_same_counts(counts: dict[str, np.ndarray], what: str, chunk: EventsCh
                 f"{counts[name][bad[0]]})")
 
 
+def _sum_of_weights(chunk: EventsChunk, branch: str) -> int:
+    values = chunk.arrays[branch]
+    where = f"{chunk.range.file.path}: tree {chunk.range.file.tree!r}"
+    if values.ndim != 1:
+        raise InputError(f"{where}: sum_of_weights auto needs an event-level weights.branch; {branch!r} "
+                         "holds one value per jet")
+    try:
+        return exact_sum(_to_numpy(values))
+    except ValueError:
+        raise InputError(f"{where}: weights.branch {branch!r} has non-finite values in entries "
+                         f"{chunk.range.start}-{chunk.range.stop}") from None
+
+
 def flatten_events(chunk: EventsChunk, leading: int, leading_by: str | None,
-                   event_number: str | None) -> JetBatch:
+                   event_number: str | None, sum_weights: str | None = None) -> JetBatch:
     arrays = chunk.arrays
     spec = chunk.range.file
     levels = {name: arrays[name].ndim for name in arrays.fields}  # 1 event, 2 jet, 3 constituent
@@ -71,6 +85,8 @@ def flatten_events(chunk: EventsChunk, leading: int, leading_by: str | None,
     batch = JetBatch(spec.sample, spec.file, branches, path=spec.path)
     _set_identity(batch, entry, jet_index, branches.get(event_number) if event_number else None)
     batch.stats.update(events=n_events, jets=int(counts.sum()), not_leading=int(counts.sum() - kept.sum()))
+    if sum_weights:
+        batch.stats["sum_weights"] = _sum_of_weights(chunk, sum_weights)
     return batch
 
 
@@ -107,16 +123,19 @@ class FlattenJets(beam.DoFn):
         leading: how many jets of each event to keep (events layout).
         leading_by: jet branch ranking the jets (highest first); None keeps ntuple order.
         event_number: branch with the event number, or None (events layout: identity by entry).
+        sum_weights: event-level weight branch to sum exactly over all events read (stats 'sum_weights').
     """
 
-    def __init__(self, layout: str, leading: int, leading_by: str | None, event_number: str | None):
+    def __init__(self, layout: str, leading: int, leading_by: str | None, event_number: str | None,
+                 sum_weights: str | None = None):
         self.layout = layout
         self.leading = leading
         self.leading_by = leading_by
         self.event_number = event_number
+        self.sum_weights = sum_weights
 
     def process(self, chunk: EventsChunk):
         if self.layout == "events":
-            yield flatten_events(chunk, self.leading, self.leading_by, self.event_number)
+            yield flatten_events(chunk, self.leading, self.leading_by, self.event_number, self.sum_weights)
         else:
             yield flatten_jets(chunk, self.event_number)

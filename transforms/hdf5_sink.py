@@ -30,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.batch import Columns
+from transforms.composition import Composition, WritePlan, apply_quotas, make_plan
 from transforms.report import ShardResult, build_report
 from transforms.shuffle import ShuffleIntoShards, gather_shard
 
@@ -167,16 +168,27 @@ class _UntimedLayout(h5py.VirtualLayout):
 
 
 class WriteShard(beam.DoFn):
-    """((split index, shard), pieces) -> ShardResult, the shard written to a unique temporary name."""
+    """((split index, shard), pieces) -> ShardResult, the shard written to a unique temporary name.
+
+    The WritePlan side input applies limits (quotas) and sample weight factors before writing.
+    """
 
     def __init__(self, spec: SinkSpec):
         self.spec = spec
         self.written = Metrics.counter("root2hdf5", "jets_written")
 
-    def process(self, element):
+    def process(self, element, plan: WritePlan):
         (split_index, shard), pieces = element
         split = self.spec.split_names[split_index]
         columns = gather_shard(pieces)
+        sample, file, label = columns["source"][:, 0], columns["source"][:, 1], columns["labels"]
+        keep = (apply_quotas(columns, split_index, shard, plan.quotas) if plan.quotas is not None
+                else np.ones(len(label), bool))
+        if not keep.all():
+            columns = {name: values[keep] for name, values in columns.items()}
+        if plan.factors:
+            factors = np.asarray(plan.factors, np.float64)[columns["source"][:, 0]]
+            columns["weights"] = (columns["weights"] * factors).astype(np.float32)
         count = self.spec.shards[split]
         name = shard_name(split, shard, count)
         path = FileSystems.join(self.spec.tmp_dir, SHARDS_DIR, f"{name}.{uuid.uuid4().hex[:12]}")
@@ -185,8 +197,18 @@ class WriteShard(beam.DoFn):
         n = len(columns["labels"])
         self.written.inc(n)
         Metrics.counter("root2hdf5", f"written_{split}").inc(n)
-        per_sample = np.bincount(columns["source"][:, 0], minlength=len(self.spec.sample_names))
-        yield ShardResult(split, shard, path, n, [int(c) for c in per_sample])
+        yield ShardResult(split, shard, path, n, _count_rows(sample, file, label, keep))
+
+
+def _count_rows(sample, file, label, keep) -> list[tuple[int, int, int, int, int]]:
+    """(sample, file, label, written, dropped) for each group present in a shard."""
+    if len(sample) == 0:
+        return []
+    keys, group = np.unique(np.stack([sample, file, label.astype(np.int64)], axis=1), axis=0, return_inverse=True)
+    group = group.ravel()
+    kept = np.bincount(group, weights=keep, minlength=len(keys)).astype(np.int64)
+    total = np.bincount(group, minlength=len(keys))
+    return [(int(s), int(f), int(l), int(k), int(t - k)) for (s, f, l), k, t in zip(keys, kept, total)]
 
 
 def _exists(path: str) -> bool:
@@ -199,7 +221,7 @@ class Finalize(beam.DoFn):
     def __init__(self, spec: SinkSpec):
         self.spec = spec
 
-    def process(self, results, stats):
+    def process(self, results, stats, plan: WritePlan):
         spec = self.spec
         results = sorted(results, key=lambda r: (spec.split_names.index(r.split), r.shard))
         present = {(r.split, r.shard) for r in results}
@@ -209,9 +231,9 @@ class Finalize(beam.DoFn):
                     path = FileSystems.join(spec.tmp_dir, SHARDS_DIR, shard_name(split, shard, count) + ".empty")
                     attrs = {"split": split, "shard": shard, "num_shards": count}
                     write_via_local(path, lambda local: write_jets_file(local, {}, spec, attrs))
-                    results.append(ShardResult(split, shard, path, 0, [0] * len(spec.sample_names)))
+                    results.append(ShardResult(split, shard, path, 0, []))
         results.sort(key=lambda r: (spec.split_names.index(r.split), r.shard))
-        report = build_report(stats, results, spec.files, spec.sample_names, spec.split_names, spec.selection)
+        report = build_report(stats, results, spec.files, spec.sample_names, spec.split_names, spec.selection, plan)
 
         out = spec.out_dir
         shards_dir = FileSystems.join(out, SHARDS_DIR)
@@ -250,22 +272,27 @@ class WriteShuffledHdf5(beam.PTransform):
 
     Args:
         spec: the SinkSpec.
-        stats: PCollection of ((sample, file), counts) from the per-range accounting.
+        stats: PCollection of RangeStats from the per-range accounting.
         spill: spill shuffle pieces to temporary files (True) or move them through the runner (False).
+        composition: limits and sample weight factors, applied when the shards are written.
     """
 
-    def __init__(self, spec: SinkSpec, stats, spill: bool = True):
+    def __init__(self, spec: SinkSpec, stats, spill: bool = True, composition: Composition | None = None):
         super().__init__()
         self.spec = spec
         self.stats = stats
         self.spill = spill
+        self.composition = composition or Composition()
 
     def expand(self, batches):
         datasets = [ds.name for ds in self.spec.datasets]
+        all_stats = self.stats | "CollectStats" >> beam.combiners.ToList()
+        plan = all_stats | "PlanComposition" >> beam.Map(make_plan, self.composition)
         return (
             batches
             | "Shuffle" >> ShuffleIntoShards(datasets, self.spec.spill_dir if self.spill else None)
-            | "WriteShards" >> beam.ParDo(WriteShard(self.spec))
+            | "WriteShards" >> beam.ParDo(WriteShard(self.spec), plan=beam.pvalue.AsSingleton(plan))
             | "CollectShards" >> beam.combiners.ToList()
-            | "Finalize" >> beam.ParDo(Finalize(self.spec), stats=beam.pvalue.AsList(self.stats))
+            | "Finalize" >> beam.ParDo(Finalize(self.spec), stats=beam.pvalue.AsSingleton(all_stats),
+                                       plan=beam.pvalue.AsSingleton(plan))
         )

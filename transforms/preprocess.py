@@ -1,15 +1,15 @@
-"""Preprocessing: turn padded branches into the output features `constituents` (n, max, F) and `jets` (n, J).
+"""Preprocessing: turn padded branches into the output features.
 
-`preprocess.constituents` and `preprocess.jets` name one or more functions, built-in or `module:function`,
-whose outputs are concatenated in order. A function takes `Inputs` and returns `{feature name: array}`:
-(n, max) arrays for constituents, (n,) arrays for jets. Before any function runs, the branches named in
-`preprocess.scaled_branches` are multiplied by `unit_scale` (e.g. 0.001 for MeV -> GeV); after, masked
-constituent slots are set to 0 whatever the function did, so padding is always zero.
+Outputs: `constituents` (n, max, F), `jets` (n, J) and, when jet collections are configured,
+`jet_collections` (n, C, K): several jet collections (reco, calibrated, truth ...) with the same feature
+list, stacked.
 
-Built-ins (more in the physics library):
-  raw        the branches as configured (constituents: sorted, padded, masked)
-  cartesian  (pt, eta, phi[, E]) -> px = pt cos(phi), py = pt sin(phi), pz = pt sinh(eta),
-             E (the E branch, or pt cosh(eta) for massless constituents); other branches passed as-is
+`preprocess.constituents`, `preprocess.jets` and `jet_collections.preprocess` name one or more functions,
+built-in (transforms.physics, plus `raw` and `cartesian` here), presets (`lognorm_angular`), or
+`module:function`; their outputs are concatenated in order. A function takes `Inputs` and returns
+`{feature name: array}`. Before any function runs, the branches in `preprocess.scaled_branches` are
+multiplied by `unit_scale` (e.g. 0.001 for MeV -> GeV); after, `preprocess.scale` multiplies named output
+features, and masked constituent slots are set to 0 whatever the function did.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Callable
 import apache_beam as beam
 import numpy as np
 
-from transforms import kinematics
+from transforms import kinematics, physics
 from transforms.batch import JetBatch
 from transforms.errors import ConfigError, InputError
 
@@ -29,17 +29,19 @@ from transforms.errors import ConfigError, InputError
 class Inputs:
     """What a preprocessing function receives.
 
-    arrays: branch name -> array, (n, max) for constituents or (n,) for jets, already unit-scaled.
-    roles:  kinematic role ('pt', 'eta', 'phi', 'e', 'm', ...) -> branch name.
-    mask:   (n, max) bool, True for real constituents (constituent functions only).
-    jets:   jet-level arrays by branch name, unit-scaled (constituent functions only), e.g. for
-            features relative to the jet axis.
+    arrays:    name -> array, (n, max) for constituents or (n,) for jets, already unit-scaled.
+    roles:     kinematic role ('pt', 'eta', 'phi', 'e', 'm', ...) -> key of `arrays`.
+    mask:      (n, max) bool, True for real constituents (constituent functions only).
+    jets:      jet-level arrays by branch name, unit-scaled (constituent functions only), e.g. for
+               features relative to the jet axis.
+    jet_roles: roles of `jets`.
     """
 
     arrays: dict[str, np.ndarray]
     roles: dict[str, str]
     mask: np.ndarray | None = None
     jets: dict[str, np.ndarray] = field(default_factory=dict)
+    jet_roles: dict[str, str] = field(default_factory=dict)
 
     def role(self, name: str) -> np.ndarray:
         if name not in self.roles:
@@ -70,13 +72,27 @@ def cartesian(inputs: Inputs) -> dict[str, np.ndarray]:
     return out
 
 
-BUILTINS: dict[str, Function] = {"raw": raw, "cartesian": cartesian}
+CONSTITUENT_BUILTINS: dict[str, Function] = {"raw": raw, "cartesian": cartesian, **physics.CONSTITUENT_FUNCTIONS}
+JET_BUILTINS: dict[str, Function] = {"raw": raw, "cartesian": cartesian, **physics.JET_FUNCTIONS}
+BUILTINS = {"constituents": CONSTITUENT_BUILTINS, "jets": JET_BUILTINS}
 
 
-def resolve_function(spec: str) -> Function:
-    """A built-in by name, or `package.module:function` imported from the Python path."""
-    if spec in BUILTINS:
-        return BUILTINS[spec]
+def expand_presets(specs) -> list[str]:
+    out = []
+    for spec in specs:
+        out.extend(physics.PRESETS.get(spec, [spec]))
+    return out
+
+
+def resolve_function(spec: str, kind: str = "constituents") -> Function:
+    """A built-in of `kind` ('constituents' or 'jets') by name, or `package.module:function`."""
+    if spec in BUILTINS[kind]:
+        return BUILTINS[kind][spec]
+    if ":" not in spec:
+        other = "jets" if kind == "constituents" else "constituents"
+        where = f"; it is a {other} function" if spec in BUILTINS[other] else ""
+        raise ConfigError(f"preprocessing {spec!r} is not a built-in {kind} function{where} (built-ins: "
+                          f"{', '.join(BUILTINS[kind])}; presets: {', '.join(physics.PRESETS)})")
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -88,12 +104,12 @@ def resolve_function(spec: str) -> Function:
     return fn
 
 
-def apply_functions(specs: list[str], inputs: Inputs, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+def apply_functions(specs, inputs: Inputs, shape: tuple[int, ...], kind: str) -> dict[str, np.ndarray]:
     """Run the functions, check what they return, and merge their features in order."""
     features: dict[str, np.ndarray] = {}
     origin: dict[str, str] = {}
-    for spec in specs:
-        result = resolve_function(spec)(inputs)
+    for spec in expand_presets(specs):
+        result = resolve_function(spec, kind)(inputs)
         if not isinstance(result, dict):
             raise ConfigError(f"preprocessing {spec!r} returned {type(result).__name__}, expected a dict of "
                               "feature name -> array")
@@ -110,6 +126,22 @@ def apply_functions(specs: list[str], inputs: Inputs, shape: tuple[int, ...]) ->
 
 
 @dataclass(frozen=True)
+class JetCollections:
+    """Jet collections stacked with the same fields: name -> one branch per field."""
+
+    fields: tuple[str, ...]
+    branches: tuple[tuple[str, tuple[str, ...]], ...]
+    functions: tuple[str, ...] = ("raw",)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.branches]
+
+    def all_branches(self) -> list[str]:
+        return [b for _, bs in self.branches for b in bs]
+
+
+@dataclass(frozen=True)
 class PreprocessSpec:
     """Everything the Preprocess step needs, resolved from the config."""
 
@@ -122,6 +154,8 @@ class PreprocessSpec:
     unit_scale: float = 1.0
     scaled_branches: tuple[str, ...] = ()
     max_constituents: int = 0
+    feature_scale: tuple[tuple[str, float], ...] = ()
+    collections: JetCollections | None = None
 
     def _scaled(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scale = np.float32(self.unit_scale)
@@ -134,33 +168,70 @@ class PreprocessSpec:
         out = {}
         if self.constituent_branches:
             inputs = Inputs(self._scaled({name: branches[name] for name in self.constituent_branches}),
-                            self.constituent_roles, mask, jets)
-            out["constituents"] = apply_functions(list(self.constituent_functions), inputs,
-                                                  (n, self.max_constituents))
-        out["jets"] = apply_functions(list(self.jet_functions), Inputs(jets, self.jet_roles), (n,))
+                            self.constituent_roles, mask, jets, self.jet_roles)
+            out["constituents"] = apply_functions(self.constituent_functions, inputs,
+                                                  (n, self.max_constituents), "constituents")
+        out["jets"] = apply_functions(self.jet_functions, Inputs(jets, self.jet_roles), (n,), "jets")
+        if self.collections is not None:
+            roles = kinematics.infer_roles(list(self.collections.fields))
+            per_collection = []
+            for name, names in self.collections.branches:
+                scaled = self._scaled({b: branches[b] for b in names})
+                arrays = {f: scaled[b] for f, b in zip(self.collections.fields, names)}
+                per_collection.append(apply_functions(self.collections.functions, Inputs(arrays, roles), (n,),
+                                                      "jets"))
+            out["jet_collections"] = per_collection
         return out
 
+    def _check_scale(self, names: dict[str, list[str]]):
+        produced = {f for features in names.values() for f in features}
+        unknown = [f for f, _ in self.feature_scale if f not in produced]
+        if unknown:
+            raise ConfigError(f"preprocess.scale: {unknown} are not output features (features: {sorted(produced)})")
+
     def features(self, branches: dict, mask: np.ndarray | None, n: int) -> dict[str, np.ndarray]:
-        """{'constituents': (n, max, F) float32, 'jets': (n, J) float32} (constituents only if configured)."""
+        """The feature datasets, float32: constituents (n, max, F), jets (n, J), jet_collections (n, C, K)."""
         out = {}
+        scale = dict(self.feature_scale)
         for dataset, feats in self._feature_dicts(branches, mask, n).items():
+            if dataset == "jet_collections":
+                out[dataset] = np.stack([self._stack(f, (n,), scale) for f in feats], axis=1)
+                continue
             shape = (n, self.max_constituents) if dataset == "constituents" else (n,)
-            stacked = np.stack(list(feats.values()), axis=-1) if feats else np.zeros((*shape, 0))
-            out[dataset] = stacked.astype(np.float32, copy=False)
+            out[dataset] = self._stack(feats, shape, scale)
         if "constituents" in out:
             out["constituents"][~mask] = 0
         return out
 
+    @staticmethod
+    def _stack(feats: dict, shape: tuple[int, ...], scale: dict) -> np.ndarray:
+        columns = [values * np.float32(scale[name]) if name in scale else values for name, values in feats.items()]
+        stacked = np.stack(columns, axis=-1) if columns else np.zeros((*shape, 0))
+        return stacked.astype(np.float32, copy=False)
+
     def feature_names(self) -> dict[str, list[str]]:
-        """Names of the constituent and jet features, found by running the functions on zero jets."""
+        """Names of the features of each dataset, found by running the functions on zero jets."""
         empty = {name: np.zeros((0, self.max_constituents), np.float32) for name in self.constituent_branches}
         empty.update({name: np.zeros(0, np.float32) for name in self.jet_branches})
+        if self.collections is not None:
+            empty.update({name: np.zeros(0, np.float32) for name in self.collections.all_branches()})
         mask = np.zeros((0, self.max_constituents), bool)
-        return {dataset: list(feats) for dataset, feats in self._feature_dicts(empty, mask, 0).items()}
+        names = {}
+        for dataset, feats in self._feature_dicts(empty, mask, 0).items():
+            if dataset == "jet_collections":
+                names[dataset] = list(feats[0])
+                if any(list(f) != names[dataset] for f in feats):
+                    raise ConfigError("jet_collections: the collections give different feature names "
+                                      f"{[list(f) for f in feats]}; their fields must match")
+            else:
+                names[dataset] = list(feats)
+        self._check_scale(names)
+        return names
 
 
 class Preprocess(beam.DoFn):
-    """JetBatch with padded branches -> `data['constituents']`, `data['jets']`; input branches dropped."""
+    """JetBatch with padded branches -> `data['constituents']`, `data['jets']` (and `jet_collections`);
+    the input branches are dropped."""
 
     def __init__(self, spec: PreprocessSpec):
         self.spec = spec

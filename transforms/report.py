@@ -1,95 +1,131 @@
 """The run's accounting: what happened to every jet read, per sample and per file, checked exactly.
 
-Counts come from the data itself (each range's `stats`, each written shard's jet counts), not from
-metrics, so they are exact even when a runner retries bundles. For every sample:
+Counts come from the data itself (each range's `RangeStats`, each written shard's counts), not from
+metrics, so they are exact even when a runner retries bundles. For every file:
 
-    jets = not_leading + cut + train + val + test            (every jet read is accounted for)
-    jets sent to a split == jets written to that split       (the shuffle lost or duplicated nothing)
+    jets = not_leading + cut + uncategorized + (sent to train + val + test)    every jet read is accounted for
+    sent to a split = written to it + dropped by limits                        the shuffle lost nothing
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from transforms.errors import InputError, Root2Hdf5Error
 
-COUNTS = ("events", "jets", "not_leading", "cut")
+COUNTS = ("events", "jets", "not_leading", "cut", "uncategorized")
+
+
+@dataclass
+class RangeStats:
+    """What happened to the jets of one entry range: counts (events, jets, not_leading, cut,
+    uncategorized, sum_weights, and jets per split), and the jets per (label, split index, shard)."""
+
+    sample: int
+    file: int
+    counts: dict
+    cells: dict = field(default_factory=dict)
 
 
 @dataclass
 class ShardResult:
-    """One written shard: where its temporary file is and how many jets of each sample it holds."""
+    """One written shard: its temporary file, and per (sample, file, label) the jets written to it and
+    the jets dropped from it by limits."""
 
     split: str
     shard: int
     path: str
     num_jets: int
-    per_sample: list[int] = field(default_factory=list)
+    rows: list[tuple[int, int, int, int, int]] = field(default_factory=list)
 
 
-def build_report(stats, shards: list[ShardResult], files, sample_names: list[str],
-                 split_names: list[str], selection: str | None) -> dict:
-    """Summarise, check, and return the report as a JSON-ready dict. Raises if anything does not add up.
+def build_report(stats, shards: list[ShardResult], files, sample_names: list[str], split_names: list[str],
+                 selection: str | None, plan=None) -> dict:
+    """Summarise and check; returns the report as a JSON-ready dict. Raises if anything does not add up.
 
-    stats: iterable of ((sample, file), counts) from the per-range accounting.
-    files: the InputFile list of the run.
+    stats: the RangeStats of every range; files: the InputFile list; plan: the WritePlan, if any.
     """
-    per_file: dict[tuple[int, int], Counter] = {}
-    for (sample, file), counts in stats:
-        per_file.setdefault((sample, file), Counter()).update(counts)
-    written = {name: {split: 0 for split in split_names} for name in sample_names}
+    read: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    for rs in stats:
+        read[(rs.sample, rs.file)].update({k: v for k, v in rs.counts.items() if k != "sum_weights"})
+    written = defaultdict(Counter)  # (sample, file) -> split -> jets
+    limited = defaultdict(Counter)
+    by_label = defaultdict(Counter)  # (sample, split) -> label -> jets
     for shard in shards:
-        for sample, count in enumerate(shard.per_sample):
-            written[sample_names[sample]][shard.split] += count
+        for sample, file, label, n_written, n_limited in shard.rows:
+            written[(sample, file)][shard.split] += n_written
+            limited[(sample, file)][shard.split] += n_limited
+            by_label[(sample, shard.split)][label] += n_written
 
-    report_files, samples = [], {}
+    report_files = []
+    samples = {name: Counter() for name in sample_names}
     for spec in files:
-        counts = per_file.get((spec.sample, spec.file))
-        if counts is None:
+        key, name = (spec.sample, spec.file), sample_names[spec.sample]
+        if key not in read:
             raise Root2Hdf5Error(f"accounting: no jets were accounted for file {spec.path}; it was not read")
-        report_files.append({"sample": sample_names[spec.sample], "file": spec.file, "path": spec.path,
-                             **{k: counts[k] for k in (*COUNTS, *split_names)}})
-        total = samples.setdefault(sample_names[spec.sample], Counter(files=0))
-        total.update(counts)
-        total["files"] += 1
+        counts = read[key]
+        sent = {s: counts[s] for s in split_names}
+        lost = counts["jets"] - sum(counts[k] for k in COUNTS[2:]) - sum(sent.values())
+        if lost:
+            raise Root2Hdf5Error(f"accounting: {spec.path} read {counts['jets']} jets but {lost} are neither "
+                                 "written nor counted as not leading, cut or uncategorized")
+        for split in split_names:
+            if sent[split] != written[key][split] + limited[key][split]:
+                raise Root2Hdf5Error(
+                    f"accounting: {spec.path} sent {sent[split]} jets to {split} but {written[key][split]} were "
+                    f"written and {limited[key][split]} dropped by limits; the shuffle lost or duplicated jets")
+        entry = {"sample": name, "file": spec.file, "path": spec.path, **{k: counts[k] for k in COUNTS},
+                 "limited": sum(limited[key].values()), "written": {s: written[key][s] for s in split_names}}
+        report_files.append(entry)
+        samples[name].update({k: counts[k] for k in COUNTS}, files=1, limited=entry["limited"], selected=sum(sent.values()),
+                             **{f"written_{s}": written[key][s] for s in split_names})
 
     report_samples = {}
-    for name in sample_names:
-        counts = samples.get(name, Counter())
-        sent = {split: counts[split] for split in split_names}
-        if counts["jets"] != counts["not_leading"] + counts["cut"] + sum(sent.values()):
-            raise Root2Hdf5Error(f"accounting: sample {name!r} read {counts['jets']} jets but not_leading + cut + "
-                                 f"split = {counts['not_leading']} + {counts['cut']} + {sum(sent.values())}")
-        if sent != written[name]:
-            raise Root2Hdf5Error(f"accounting: sample {name!r} sent {sent} jets to the splits but {written[name]} "
-                                 "were written; the shuffle lost or duplicated jets")
-        if sum(sent.values()) == 0:
+    for index, name in enumerate(sample_names):
+        c = samples[name]
+        if c["selected"] == 0:
             raise InputError(f"sample {name!r}: no jets passed" +
                              (f" the selection {selection!r}" if selection else " (the input has no jets)") +
                              "; check the selection's units and the branches")
-        report_samples[name] = {"files": counts["files"], **{k: counts[k] for k in COUNTS},
-                                "written": written[name]}
+        entry = {"files": c["files"], **{k: c[k] for k in COUNTS}, "limited": c["limited"],
+                 "written": {s: c[f"written_{s}"] for s in split_names},
+                 "labels": {s: {str(l): n for l, n in sorted(by_label[(index, s)].items())} for s in split_names}}
+        if plan is not None and plan.sum_of_weights:
+            entry["sum_of_weights"] = plan.sum_of_weights[index]
+            entry["weight_factor"] = plan.factors[index]
+        report_samples[name] = entry
 
-    split_totals = {split: {"jets": sum(s.num_jets for s in shards if s.split == split),
-                            "shards": sum(1 for s in shards if s.split == split)} for split in split_names}
+    split_totals = {}
+    for split in split_names:
+        labels = Counter()
+        for index in range(len(sample_names)):
+            labels.update(by_label[(index, split)])
+        split_totals[split] = {"jets": sum(s.num_jets for s in shards if s.split == split),
+                               "shards": sum(1 for s in shards if s.split == split),
+                               "labels": {str(l): n for l, n in sorted(labels.items())}}
     totals = Counter()
     for entry in report_samples.values():
-        totals.update({k: entry[k] for k in COUNTS})
+        totals.update({k: entry[k] for k in (*COUNTS, "limited")})
     totals["written"] = sum(v["jets"] for v in split_totals.values())
     return {"samples": report_samples, "splits": split_totals, "total": dict(totals), "files": report_files}
 
 
 def format_report(report: dict) -> str:
-    """A small table for the terminal."""
+    """A small table for the terminal; columns that are zero everywhere are left out."""
     splits = list(report["splits"])
-    header = ["sample", "files", "events", "jets", "not leading", "cut", *splits]
-    rows = [[name, s["files"], s["events"], s["jets"], s["not_leading"], s["cut"],
+    optional = [k for k in ("uncategorized", "limited") if report["total"].get(k)]
+    header = ["sample", "files", "events", "jets", "not leading", "cut", *optional, *splits]
+    rows = [[name, s["files"], s["events"], s["jets"], s["not_leading"], s["cut"], *(s[k] for k in optional),
              *(s["written"][k] for k in splits)] for name, s in report["samples"].items()]
     t = report["total"]
     rows.append(["total", sum(r[1] for r in rows), t["events"], t["jets"], t["not_leading"], t["cut"],
-                 *(report["splits"][k]["jets"] for k in splits)])
-    widths = [max(len(f"{row[i]:,}" if isinstance(row[i], int) else str(row[i])) for row in [header, *rows])
-              for i in range(len(header))]
-    fmt = lambda row: "  ".join((f"{v:,}" if isinstance(v, int) else str(v)).rjust(w) if i else str(v).ljust(w)
-                                for i, (v, w) in enumerate(zip(row, widths)))
-    return "\n".join([fmt(header), *(fmt(r) for r in rows)])
+                 *(t[k] for k in optional), *(report["splits"][k]["jets"] for k in splits)])
+    cell = lambda v: f"{v:,}" if isinstance(v, int) else str(v)
+    widths = [max(len(cell(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    fmt = lambda row: "  ".join(cell(v).rjust(w) if i else cell(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
+    lines = [fmt(header), *(fmt(r) for r in rows)]
+    labels = {s: report["splits"][s]["labels"] for s in splits}
+    if any(len(v) > 1 for v in labels.values()):
+        lines.append("labels: " + "; ".join(f"{s} " + ", ".join(f"{l}: {n:,}" for l, n in v.items())
+                                            for s, v in labels.items()))
+    return "\n".join(lines)

@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.batch import JetBatch
 from transforms.hashing import hash_columns, to_unit_interval
+from transforms.report import RangeStats
 
 _SPLIT_SALT = 0x5EED5B1D
 _SHUFFLE_SALT = 0x5A11FE
@@ -43,7 +44,8 @@ def shuffle_keys(seed: int, source: np.ndarray) -> np.ndarray:
 class AssignSplits(beam.DoFn):
     """Adds routing columns `_split`, `_shard`, `_order` to each JetBatch, and emits its accounting.
 
-    Main output: the JetBatch. Output 'stats': ((sample, file), counts) with counts per split added.
+    Main output: the JetBatch. Output 'stats': a RangeStats with the batch's counts (per split added) and
+    its jets per (label, split, shard) cell, from which limits are planned.
 
     Args:
         seed: the shuffle seed.
@@ -79,5 +81,9 @@ class AssignSplits(beam.DoFn):
         for name, count in zip(self.splits, counts):
             batch.stats[name] += int(count)
         self._count(batch)
-        yield pvalue.TaggedOutput("stats", ((batch.sample, batch.file), dict(batch.stats)))
+        cells = np.stack([batch.data["labels"].astype(np.int64), split, batch.data["_shard"]], axis=1)
+        keys, n = np.unique(cells, axis=0, return_counts=True) if len(cells) else (np.zeros((0, 3), int), [])
+        yield pvalue.TaggedOutput("stats", RangeStats(
+            batch.sample, batch.file, dict(batch.stats),
+            {(int(l), int(p), int(k)): int(c) for (l, p, k), c in zip(keys, n)}))
         yield batch

@@ -36,10 +36,17 @@ class BranchPlan:
     event_number: str | None = None
     leading_by: str | None = None
     selection: str | None = None
+    categories: tuple[str, ...] = ()  # category selections
+    weight: str | None = None  # per-event or per-jet weight branch
+    collections: tuple[str, ...] = ()  # branches of stacked jet collections (jet level)
 
     @property
     def selection_symbols(self) -> tuple[str, ...]:
         return tuple(Expression(self.selection, "input.selection").symbols) if self.selection else ()
+
+    @property
+    def category_symbols(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s for text in self.categories for s in Expression(text, "category").symbols))
 
     def roles(self) -> list[tuple[str, str, tuple[int, ...]]]:
         """(branch, what it is for, allowed ndims), in reading order."""
@@ -52,7 +59,11 @@ class BranchPlan:
             items.append((self.event_number, "event number", (1,)))
         if self.leading_by:
             items.append((self.leading_by, "input.leading_by", (jet_ndim,)))
+        items += [(b, "jet collection branch", (jet_ndim,)) for b in self.collections]
+        if self.weight:
+            items.append((self.weight, "weights.branch", (1, jet_ndim)))
         items += [(b, "branch in input.selection", (1, jet_ndim)) for b in self.selection_symbols]
+        items += [(b, "branch in a category selection", (1, jet_ndim)) for b in self.category_symbols]
         return items
 
     def to_read(self) -> list[str]:
