@@ -9,6 +9,8 @@ Branch names, types and units (MeV) follow the Pythia samples in shared/data:
 * per-jet (`FlatSubstructureJetTree`, a TTree): the two leading jets of each event, one entry per jet,
   constituents `fjet_clus_*` as variable-length arrays.
 
+Each jet also has a truth partner (`jet_true_*`, the calibration target) and an integer truth label
+(`jet_truth_label`: 6 top, 21 gluon, 1 light) for category selections.
 Signal ("zprime") jets are massive (top-like, ~173 GeV) with more, wider constituents; background ("dijet")
 jets are light with a steeply falling pT spectrum. Jet multiplicity 1-4 (mostly 2), 30-120 constituents per
 jet, constituents stored in random (not pT) order, as in real ntuples.
@@ -47,6 +49,8 @@ def generate_events(n_events: int, seed: int, signal: bool) -> dict[str, ak.Arra
         width = 0.25
     pt *= _GEV
     mass *= _GEV
+    # truth partner of each jet (the calibration target) and a truth label (top 6, gluon 21, light 1)
+    truth_label = np.where(rng.random(total) < (0.8 if signal else 0.5), 6 if signal else 21, 1)
     eta = rng.uniform(-2.5, 2.5, total)
     phi = rng.uniform(-np.pi, np.pi, total)
     energy = np.sqrt(mass**2 + (pt * np.cosh(eta)) ** 2)
@@ -54,7 +58,13 @@ def generate_events(n_events: int, seed: int, signal: bool) -> dict[str, ak.Arra
     # Jets within an event stored pT-ordered, as ntuples do: sort by (event, -pt).
     event_of = np.repeat(np.arange(n_events), n_jets)
     order = np.lexsort((-pt, event_of))
-    pt, eta, phi, mass, energy, n_const = (a[order] for a in (pt, eta, phi, mass, energy, n_const))
+    pt, eta, phi, mass, energy, n_const, truth_label = (
+        a[order] for a in (pt, eta, phi, mass, energy, n_const, truth_label))
+    true_pt = pt * rng.normal(1.05, 0.08, total)
+    true_eta = eta + rng.normal(0, 0.02, total)
+    true_phi = _wrap(phi + rng.normal(0, 0.02, total))
+    true_m = mass * rng.normal(1.0, 0.1, total)
+    true_e = np.sqrt(true_m**2 + (true_pt * np.cosh(true_eta)) ** 2)
 
     n_total = int(n_const.sum())
     jet_of = np.repeat(np.arange(total), n_const)
@@ -83,6 +93,12 @@ def generate_events(n_events: int, seed: int, signal: bool) -> dict[str, ak.Arra
         "jet_phi": per_event(phi),
         "jet_E": per_event(energy),
         "jet_m": per_event(mass),
+        "jet_true_pt": per_event(true_pt),
+        "jet_true_eta": per_event(true_eta),
+        "jet_true_phi": per_event(true_phi),
+        "jet_true_e": per_event(true_e),
+        "jet_true_m": per_event(true_m),
+        "jet_truth_label": ak.unflatten(truth_label.astype(np.int32), n_jets),
         "jet_constit_pt": per_jet(c_pt),
         "jet_constit_eta": per_jet(c_eta),
         "jet_constit_phi": per_jet(c_phi),
@@ -115,14 +131,16 @@ def flat_jets(columns: dict, leading: int = 2) -> dict[str, np.ndarray | ak.Arra
     keep = ak.local_index(columns["jet_pt"], axis=1) < leading
     counts = ak.to_numpy(ak.sum(keep, axis=1))
     jet = {name: ak.to_numpy(ak.flatten(columns[name][keep])) for name in
-           ("jet_pt", "jet_eta", "jet_phi", "jet_m", "jet_E")}
+           ("jet_pt", "jet_eta", "jet_phi", "jet_m", "jet_E", "jet_true_pt", "jet_true_m", "jet_truth_label")}
     constituents = {name: ak.flatten(columns[name][keep], axis=1) for name in
                     ("jet_constit_pt", "jet_constit_eta", "jet_constit_phi", "jet_constit_e")}
     return {
         "EventInfo_mcEventNumber": np.repeat(columns["eventNumber"], counts),
         "EventInfo_mcEventWeight": np.repeat(columns["mcEventWeight"], counts),
         "fjet_pt": jet["jet_pt"], "fjet_eta": jet["jet_eta"], "fjet_phi": jet["jet_phi"],
-        "fjet_m": jet["jet_m"], "fjet_E": jet["jet_E"],
+        "fjet_m": jet["jet_m"], "fjet_E": jet["jet_E"], "fjet_truthJet_pt": jet["jet_true_pt"],
+        "fjet_truthJet_m": jet["jet_true_m"],
+        "fjet_truth_label": jet["jet_truth_label"],
         "fjet_nconstit": ak.to_numpy(ak.num(constituents["jet_constit_pt"], axis=1)).astype(np.int32),
         "fjet_clus": ak.zip({"pt": constituents["jet_constit_pt"], "eta": constituents["jet_constit_eta"],
                              "phi": constituents["jet_constit_phi"], "E": constituents["jet_constit_e"]}),

@@ -151,3 +151,24 @@ def test_config_error_names_the_key(tmp_path, capsys):
     path.write_text("samples: [{name: a, files: [x.root], tree: t}]\ninput: {jet_branch: [a]}\n")
     assert main(["run", str(path)]) == 2
     assert "unknown config key 'input.jet_branch'; did you mean 'jet_branches'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["tagger.yaml", "calibration.yaml"])
+def test_bundled_configs_run_on_the_example(tmp_path, name):
+    """Every config in configs/ is valid and runs on the example data."""
+    from pipelines.config import load_config
+    from pipelines.convert import run
+
+    synthetic.write_example(str(tmp_path / "example"), events=400)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        cfg = load_config(os.path.join(REPO, "configs", name), overrides={"output.dir": str(tmp_path / "out")})
+        report = run(cfg, ["--direct_num_workers=1", "--direct_running_mode=in_memory"])
+    finally:
+        os.chdir(cwd)
+    assert report["total"]["written"] > 100
+    if name == "tagger.yaml":
+        for split in ("train", "val", "test"):
+            labels = report["splits"][split]["labels"]
+            assert labels["0"] == labels["1"] > 0

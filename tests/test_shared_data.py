@@ -129,3 +129,25 @@ def test_vector_of_vector_double_with_empty_lists(tmp_path):
         assert output[split]["constituents"][i, :, 0].tolist() == values + [0.0] * (2 - len(values))
         assert output[split]["mask"][i].tolist() == [True] * len(values) + [False] * (2 - len(values))
     assert report["total"]["events"] == 5 and list(output) == ["train"]
+
+
+def test_pythia_reco_and_truth_collections_with_tagger_inputs(tmp_path):
+    """The calibration layout on ROOT-written files (jet_E vs jet_true_e naming), with the tagger preset."""
+    cfg = pythia_events_config(tmp_path / "out")
+    cfg["samples"] = cfg["samples"][:1]
+    cfg["jet_collections"] = {"fields": ["pt", "eta", "phi", "e"], "preprocess": ["raw"],
+                              "collections": {"reco": ["jet_pt", "jet_eta", "jet_phi", "jet_E"],
+                                              "truth": ["jet_true_pt", "jet_true_eta", "jet_true_phi", "jet_true_e"]}}
+    cfg["preprocess"]["constituents"] = ["lognorm_angular"]
+    run_config(cfg, IN_MEMORY)
+    output = read_output(cfg["output"]["dir"])
+    train = output["train"]
+    assert train["_features"]["constituents"] == ["jet_constit_log_pt_over_sumpt", "jet_constit_log_e_over_sume",
+                                                  "jet_constit_eta_rot", "jet_constit_phi_rot", "jet_constit_dr"]
+    assert np.all(np.isfinite(train["constituents"])) and np.all(train["constituents"][~train["mask"]] == 0)
+    arrays = uproot.open(cfg["samples"][0]["files"][0])["IsolatedJet_tree"].arrays(
+        ["jet_pt", "jet_true_pt", "jet_true_e"])
+    for i, (s, f, e, j) in enumerate(train["source"][:300]):
+        assert train["jet_collections"][i, 0, 0] == pytest.approx(arrays.jet_pt[e][j] * 1e-3, rel=1e-6)
+        assert train["jet_collections"][i, 1, 0] == pytest.approx(arrays.jet_true_pt[e][j] * 1e-3, rel=1e-6)
+        assert train["jet_collections"][i, 1, 3] == pytest.approx(arrays.jet_true_e[e][j] * 1e-3, rel=1e-6)

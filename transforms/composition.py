@@ -6,8 +6,9 @@ second pass over the data is needed and the kept counts are exact:
 1. per-sample caps (`samples[].max_jets`): sample s keeps a fraction min(1, cap / selected);
 2. `limits.balance`: within each split, every class (label) is cut to the smallest class;
 3. `limits.total_jets`: everything is scaled down to about that many jets;
-4. the real-valued targets are made integers per (class, split) — equal for all classes when balancing —
-   and spread over samples, then over shards, in proportion to what they hold (largest remainders).
+4. the real-valued targets become integers: per sample (so caps hold exactly), or, when balancing, per
+   (class, split) with the same count for every class; they are spread over (sample, label, split)
+   groups and then over shards in proportion to what those hold (largest remainders).
 
 Each shard keeps, of each (sample, label) group, its quota of jets with the smallest shuffle hash: a
 uniformly random subset, so every file contributes in proportion to its selected jets.
@@ -100,21 +101,27 @@ def plan_quotas(cells: dict[Cell, int], comp: Composition) -> dict[Cell, int]:
         target = {k: t * scale for k, t in target.items()}
         class_total = defaultdict(float, {k: t * scale for k, t in class_total.items()})
 
-    samples_of, shards_of = defaultdict(list), defaultdict(list)
-    for s, c, p in sorted(target):
-        samples_of[(c, p)].append(s)
+    shards_of = defaultdict(list)
     for s, c, p, k in sorted(cells):
         shards_of[(s, c, p)].append(k)
     quotas: dict[Cell, int] = {}
-    for p in splits:
-        equal = min(math.floor(class_total[(c, p)] + 1e-9) for c in classes) if comp.balance else None
-        for c in classes:
-            keep = equal if comp.balance else round(class_total[(c, p)])
-            samples = samples_of[(c, p)]
-            for s, k_s in zip(samples, apportion(keep, [target[(s, c, p)] for s in samples])):
-                shards = shards_of[(s, c, p)]
-                for k, q in zip(shards, apportion(k_s, [cells[(s, c, p, k)] for k in shards])):
-                    quotas[(s, c, p, k)] = q
+
+    def spread(keep: int, groups: list[tuple[int, int, int]]):
+        """`keep` jets over (sample, label, split) groups by target, then over shards by content."""
+        for g, k_g in zip(groups, apportion(keep, [target[g] for g in groups])):
+            shards = shards_of[g]
+            for k, q in zip(shards, apportion(k_g, [cells[(*g, k)] for k in shards])):
+                quotas[(*g, k)] = q
+
+    if comp.balance:  # every class gets the same integer count in each split
+        for p in splits:
+            equal = min(math.floor(class_total[(c, p)] + 1e-9) for c in classes)
+            for c in classes:
+                spread(equal, sorted(g for g in target if g[1] == c and g[2] == p))
+    else:  # each sample gets its (capped, scaled) total, so caps hold exactly
+        for s in sorted({g[0] for g in target}):
+            groups = sorted(g for g in target if g[0] == s)
+            spread(round(math.fsum(target[g] for g in groups)), groups)
     return quotas
 
 
