@@ -39,7 +39,7 @@ def default_beam_args(beam_args: list[str], quiet: bool = False) -> list[str]:
     args = list(beam_args)
     given = " ".join(args)
     runner = re.search(r"--runner[= ](\S+)", given)
-    if runner is None or runner.group(1) in ("DirectRunner", "direct"):
+    if runner is None or runner.group(1) in ("DirectRunner", "direct", "FnApiRunner"):
         if "--direct_num_workers" not in given:
             args.append(f"--direct_num_workers={os.cpu_count() or 1}")
         if "--direct_running_mode" not in given:

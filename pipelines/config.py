@@ -358,8 +358,8 @@ def resolve(cfg: Config) -> Config:
     sh = cfg.shuffle
     if sh.mode not in SHUFFLE_MODES:
         raise ConfigError(f"shuffle.mode: {sh.mode!r} is not one of {', '.join(SHUFFLE_MODES)}")
-    if sh.shards < 1:
-        raise ConfigError("shuffle.shards must be at least 1")
+    if not 1 <= sh.shards < 1 << 28:
+        raise ConfigError("shuffle.shards must be between 1 and 2**28")
     if not sh.shards_per_split:
         # Shards are spread over the splits in proportion to their fractions, so that shard files
         # have similar sizes; every non-empty split gets at least one.

@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import SPLITS, Config
+from pipelines.runner import make_pipeline
 from transforms.composition import Composition
 from transforms.constituents import PadConstituents
 from transforms.errors import OutputError
@@ -230,7 +231,7 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     log.info("constituent features: %s", features.get("constituents", []))
     log.info("jet features: %s", features["jets"])
     try:
-        with beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
+        with make_pipeline(PipelineOptions(beam_args or [])) as pipeline:
             build(pipeline, cfg, files, sink)
     except BaseException:
         out.cleanup_after_failure()

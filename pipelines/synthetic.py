@@ -32,9 +32,13 @@ def _wrap(phi):
     return (phi + np.pi) % (2 * np.pi) - np.pi
 
 
-def generate_events(n_events: int, seed: int, signal: bool) -> dict[str, ak.Array | np.ndarray]:
-    """Per-event columns (awkward/numpy), vectorized over all events and jets."""
-    rng = np.random.default_rng(seed)
+def generate_events(n_events: int, seed: int, signal: bool, first_event: int = 0) -> dict[str, ak.Array | np.ndarray]:
+    """Per-event columns (awkward/numpy), vectorized over all events and jets.
+
+    Events first_event ... first_event + n_events - 1 of the stream `seed`; chunks of a stream are
+    independent of how the stream is cut, apart from the random numbers themselves.
+    """
+    rng = np.random.default_rng([seed, first_event])
     n_jets = np.clip(1 + rng.binomial(1, 0.9, n_events) + rng.poisson(0.25, n_events), 1, 4)
     total = int(n_jets.sum())
     if signal:
@@ -82,7 +86,7 @@ def generate_events(n_events: int, seed: int, signal: bool) -> dict[str, ak.Arra
         return ak.unflatten(values.astype(np.float32), n_jets)
 
     return {
-        "eventNumber": (seed * 10_000_000 + np.arange(n_events)).astype(np.uint64),
+        "eventNumber": (seed * 10_000_000 + first_event + np.arange(n_events)).astype(np.uint64),
         "runNumber": np.full(n_events, 410000 + seed, np.int32),
         "rho": rng.gamma(4.0, 4.0, n_events).astype(np.float32) * _GEV,
         "NPV": rng.poisson(30, n_events).astype(np.int32),
@@ -106,19 +110,18 @@ def generate_events(n_events: int, seed: int, signal: bool) -> dict[str, ak.Arra
     }
 
 
-def _chunks(columns: dict, n_events: int, clusters: int):
+def _clusters(n_events: int, clusters: int):
     edges = np.linspace(0, n_events, max(1, clusters) + 1).astype(int)
-    for start, stop in zip(edges[:-1], edges[1:]):
-        if stop > start:
-            yield {name: values[start:stop] for name, values in columns.items()}
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 def write_events_file(path: str, n_events: int, seed: int, signal: bool, clusters: int = 4,
                       tree: str = EVENTS_TREE) -> str:
-    """Per-event layout (RNTuple with vector<float> / vector<vector<float>> fields)."""
-    columns = generate_events(n_events, seed, signal)
+    """Per-event layout (RNTuple with vector<float> / vector<vector<float>> fields), generated and
+    written one cluster at a time, so any size fits in memory."""
     with uproot.recreate(path) as handle:
-        for i, chunk in enumerate(_chunks(columns, n_events, clusters)):
+        for i, (start, stop) in enumerate(_clusters(n_events, clusters)):
+            chunk = generate_events(stop - start, seed, signal, first_event=start)
             if i == 0:
                 handle[tree] = chunk
             else:
@@ -149,14 +152,15 @@ def flat_jets(columns: dict, leading: int = 2) -> dict[str, np.ndarray | ak.Arra
 
 def write_jets_file(path: str, n_events: int, seed: int, signal: bool, clusters: int = 4,
                     tree: str = JETS_TREE) -> str:
-    """Per-jet layout (TTree; constituents `fjet_clus_{pt,eta,phi,E}` as variable-length arrays)."""
-    columns = flat_jets(generate_events(n_events, seed, signal))
-    n_jets = len(columns["fjet_pt"])
+    """Per-jet layout (TTree; constituents `fjet_clus_{pt,eta,phi,E}` as variable-length arrays), one
+    basket per cluster of events."""
     with uproot.recreate(path) as handle:
-        handle.mktree(tree, {name: (values.type if isinstance(values, ak.Array) else values.dtype)
-                             for name, values in columns.items()})
-        for chunk in _chunks(columns, n_jets, clusters):
-            handle[tree].extend(chunk)
+        for i, (start, stop) in enumerate(_clusters(n_events, clusters)):
+            columns = flat_jets(generate_events(stop - start, seed, signal, first_event=start))
+            if i == 0:
+                handle.mktree(tree, {name: (values.type if isinstance(values, ak.Array) else values.dtype)
+                                     for name, values in columns.items()})
+            handle[tree].extend(columns)
     return path
 
 

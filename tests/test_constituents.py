@@ -6,7 +6,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.batch import JetBatch
+from transforms.batch import Jagged, JetBatch
 from transforms.constituents import PadConstituents, pad_constituents
 
 
@@ -17,11 +17,11 @@ def random_jets(n, seed):
     total = counts.sum()
     pt = np.round(rng.uniform(0, 10, total), 0).astype(np.float32)  # integers: many ties
     eta = rng.normal(0, 1, total).astype(np.float32)
-    return {"pt": ak.unflatten(pt, counts), "eta": ak.unflatten(eta, counts)}
+    return {"pt": Jagged.from_awkward(ak.unflatten(pt, counts)), "eta": Jagged.from_awkward(ak.unflatten(eta, counts))}
 
 
 def reference(jets, max_len, min_pt):
-    pts, etas = ak.to_list(jets["pt"]), ak.to_list(jets["eta"])
+    pts, etas = jets["pt"].to_awkward().tolist(), jets["eta"].to_awkward().tolist()
     out_pt, out_eta, out_mask = [], [], []
     for pt, eta in zip(pts, etas):
         order = sorted(range(len(pt)), key=lambda k: -pt[k])[:max_len]
@@ -33,9 +33,12 @@ def reference(jets, max_len, min_pt):
     return np.array(out_pt), np.array(out_eta), np.array(out_mask)
 
 
-@pytest.mark.parametrize("max_len, min_pt", [(8, 0.0), (8, 3.0), (1, 0.0), (20, 5.0)])
-def test_matches_per_jet_loop(max_len, min_pt):
+@pytest.mark.parametrize("max_len, min_pt, dtype", [(8, 0.0, np.float32), (8, 3.0, np.float32), (1, 0.0, np.float32),
+                                                    (20, 5.0, np.float32), (8, 0.0, np.float64)])
+def test_matches_per_jet_loop(max_len, min_pt, dtype):
+    """float32 keys take the packed-sort path, float64 the awkward argsort; both must agree with a loop."""
     jets = random_jets(500, seed=max_len)
+    jets = {k: Jagged(v.content.astype(dtype), v.starts, v.counts) for k, v in jets.items()}
     padded, mask = pad_constituents(jets, "pt", max_len, "pt", min_pt)
     exp_pt, exp_eta, exp_mask = reference(jets, max_len, min_pt)
     np.testing.assert_array_equal(mask, exp_mask)
@@ -45,7 +48,7 @@ def test_matches_per_jet_loop(max_len, min_pt):
 
 
 def test_sort_by_another_branch():
-    jets = {"pt": ak.Array([[1.0, 2.0, 3.0]]), "d": ak.Array([[0.3, 0.1, 0.2]])}
+    jets = {"pt": Jagged.from_awkward(ak.Array([[1.0, 2.0, 3.0]])), "d": Jagged.from_awkward(ak.Array([[0.3, 0.1, 0.2]]))}
     padded, mask = pad_constituents(jets, "d", 4)
     assert padded["pt"].tolist() == [[1.0, 3.0, 2.0, 0.0]] and mask.tolist() == [[True, True, True, False]]
 
@@ -58,3 +61,12 @@ def test_dofn_adds_mask_and_pads():
         exp_pt, _, exp_mask = reference(jets, 5, 2.0)
         assert_that(out | beam.Map(lambda x: (x.branches["pt"].tolist(), x.data["mask"].tolist())),
                     equal_to([(exp_pt.tolist(), exp_mask.tolist())]))
+
+
+def test_negative_keys_and_subsets_of_a_shared_content():
+    """Sorting by a signed branch (eta), on jets that view parts of one flat array in any order."""
+    content = np.array([0.5, -1.0, 2.0, -0.25, 0.0, -3.0, 1.5], np.float32)
+    jets = {"eta": Jagged(content, np.array([4, 0, 2]), np.array([3, 2, 0]))}
+    padded, mask = pad_constituents(jets, "eta", 3)
+    assert padded["eta"].tolist() == [[1.5, 0.0, -3.0], [0.5, -1.0, 0.0], [0.0, 0.0, 0.0]]
+    assert mask.tolist() == [[True, True, True], [True, True, False], [False, False, False]]

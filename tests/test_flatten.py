@@ -46,7 +46,7 @@ def test_leading_jets_match_a_per_event_loop(leading):
     expected = reference(arrays, raw, leading, 100)
     assert len(batch) == len(expected)
     got = list(zip(batch.data["source"][:, 2], batch.data["source"][:, 3], batch.branches["jet_pt"],
-                   batch.branches["jet_eta"], ak.to_list(batch.branches["c_pt"]), batch.branches["rho"],
+                   batch.branches["jet_eta"], batch.branches["c_pt"].to_awkward().tolist(), batch.branches["rho"],
                    batch.data["event_number"]))
     for g, e in zip(got, expected):
         assert g[:4] == pytest.approx(e[:4]) and g[4] == pytest.approx(e[4]) and g[5:] == pytest.approx(e[5:])
@@ -81,7 +81,7 @@ def test_jets_layout_passes_entries_through():
     batch = flatten_jets(chunk(arrays, start=10), "evt")
     assert batch.data["source"].tolist() == [[1, 2, 10, 0], [1, 2, 11, 0], [1, 2, 12, 0]]
     assert batch.data["event_number"].tolist() == [5, 5, 6]
-    assert ak.to_list(batch.branches["c"]) == [[1.0], [], [2.0, 3.0]]
+    assert batch.branches["c"].to_awkward().tolist() == [[1.0], [], [2.0, 3.0]]
     assert batch.stats == {"jets": 3, "not_leading": 0}
 
 

@@ -6,6 +6,7 @@ every step is a handful of array operations instead of a Python call per jet.
 from __future__ import annotations
 
 import json
+import pickle
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,6 +17,45 @@ import numpy as np
 from apache_beam import coders
 
 Columns = dict[str, np.ndarray]
+
+
+@dataclass
+class Jagged:
+    """Variable-length values per jet as a view on a flat array: jet i holds
+    content[starts[i] : starts[i] + counts[i]]. Selecting jets touches only starts and counts."""
+
+    content: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def take(self, index) -> "Jagged":
+        return Jagged(self.content, self.starts[index], self.counts[index])
+
+    @classmethod
+    def from_awkward(cls, array: ak.Array) -> "Jagged":
+        offsets, content = list_offsets(ak.to_layout(array))
+        return cls(numpy_content(content), offsets[:-1], np.diff(offsets))
+
+    def to_awkward(self) -> ak.Array:
+        offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        flat = self.content[np.repeat(self.starts - offsets[:-1], self.counts) + np.arange(offsets[-1])]
+        return ak.unflatten(flat, self.counts)
+
+
+def list_offsets(layout) -> tuple[np.ndarray, object]:
+    """(offsets, content layout) of one level of an awkward list layout."""
+    if not isinstance(layout, ak.contents.ListOffsetArray):
+        layout = layout.to_ListOffsetArray64(True)
+    return np.asarray(layout.offsets, dtype=np.int64), layout.content
+
+
+def numpy_content(layout) -> np.ndarray:
+    if not isinstance(layout, ak.contents.NumpyArray):
+        layout = ak.to_layout(ak.to_packed(ak.Array(layout)))
+    return np.asarray(layout.data)
 
 
 @dataclass
@@ -41,9 +81,20 @@ class JetBatch:
             return len(column)
         return 0
 
+    def split(self, size: int) -> list["JetBatch"]:
+        """Consecutive pieces of at most `size` jets (views, not copies); `stats` go with the first."""
+        n = len(self)
+        if n <= size:
+            return [self]
+        pieces = [self.take(slice(start, start + size)) for start in range(0, n, size)]
+        for piece in pieces[1:]:
+            piece.stats = Counter()
+        return pieces
+
     def take(self, index) -> "JetBatch":
-        """Keep the jets selected by a boolean mask or an index array, in every column."""
-        index = np.asarray(index)
+        """Keep the jets selected by a boolean mask, an index array or a slice, in every column."""
+        if not isinstance(index, slice):
+            index = np.asarray(index)
         return JetBatch(
             self.sample,
             self.file,
@@ -55,7 +106,9 @@ class JetBatch:
 
 
 def _take(column, index):
-    if isinstance(column, ak.Array):
+    if isinstance(column, Jagged):
+        return column.take(index)
+    if isinstance(column, ak.Array) and not isinstance(index, slice):
         return column[ak.Array(index) if index.dtype == bool else index]
     return column[index]
 
@@ -68,7 +121,7 @@ def _take(column, index):
 _LEN = struct.Struct("<I")
 
 
-def encode_columns(columns: Columns) -> bytes:
+def _framed(columns: Columns) -> list:
     header, buffers, offset = [], [], 0
     for name, array in columns.items():
         array = np.ascontiguousarray(array)
@@ -76,19 +129,45 @@ def encode_columns(columns: Columns) -> bytes:
         buffers.append(array.data.cast("B") if array.size else b"")
         offset += array.nbytes
     head = json.dumps(header).encode()
-    return b"".join([_LEN.pack(len(head)), head, *buffers])
+    return [_LEN.pack(len(head)), head, *buffers]
 
 
-def decode_columns(payload: bytes) -> Columns:
-    (size,) = _LEN.unpack_from(payload, 0)
-    header = json.loads(bytes(payload[_LEN.size:_LEN.size + size]))
-    base = _LEN.size + size
-    columns = {}
+def encode_columns(columns: Columns) -> bytes:
+    return b"".join(_framed(columns))
+
+
+def write_columns(handle, columns: Columns) -> int:
+    """Write the byte form of `columns` to a file object without assembling it in memory first."""
+    written = 0
+    for part in _framed(columns):
+        written += handle.write(part)
+    return written
+
+
+def _decode_block(payload, start: int) -> tuple[Columns, int]:
+    (size,) = _LEN.unpack_from(payload, start)
+    header = json.loads(bytes(payload[start + _LEN.size:start + _LEN.size + size]))
+    base = start + _LEN.size + size
+    columns, end = {}, base
     for name, dtype, shape, offset in header:
         dtype = np.dtype(dtype)
         count = int(np.prod(shape)) if shape else 1
         columns[name] = np.frombuffer(payload, dtype, count, base + offset).reshape(shape)
-    return columns
+        end = max(end, base + offset + count * dtype.itemsize)
+    return columns, end
+
+
+def decode_columns(payload: bytes) -> Columns:
+    return _decode_block(payload, 0)[0]
+
+
+def decode_blocks(payload: bytes) -> list[Columns]:
+    """Every block of a byte string holding several encoded Columns back to back."""
+    blocks, start = [], 0
+    while start < len(payload):
+        block, start = _decode_block(payload, start)
+        blocks.append(block)
+    return blocks
 
 
 class ColumnsCoder(coders.Coder):
@@ -102,6 +181,33 @@ class ColumnsCoder(coders.Coder):
 
     def is_deterministic(self) -> bool:
         return True
+
+
+class JetBatchCoder(coders.Coder):
+    """Pickles a JetBatch when a runner must move one between workers (fused stages never do), and
+    estimates its size from the array sizes: Beam samples element sizes for its metrics, and the
+    default estimate would pickle megabytes of arrays just to measure them."""
+
+    def encode(self, value: "JetBatch") -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> "JetBatch":
+        return pickle.loads(encoded)
+
+    def estimate_size(self, value: "JetBatch") -> int:
+        return sum(_nbytes(column) for column in (*value.branches.values(), *value.data.values()))
+
+    def is_deterministic(self) -> bool:
+        return False
+
+
+def _nbytes(column) -> int:
+    if isinstance(column, Jagged):
+        return 8 * len(column.starts) * 2 + column.content.itemsize * int(column.counts.sum())
+    return int(getattr(column, "nbytes", 0))
+
+
+coders.registry.register_coder(JetBatch, JetBatchCoder)
 
 
 def concat_columns(parts: list[Columns]) -> Columns:

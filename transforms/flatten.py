@@ -13,7 +13,7 @@ import apache_beam as beam
 import awkward as ak
 import numpy as np
 
-from transforms.batch import JetBatch
+from transforms.batch import Jagged, JetBatch, list_offsets, numpy_content
 from transforms.errors import InputError
 from transforms.exact import exact_sum
 from transforms.read import EventsChunk
@@ -25,6 +25,8 @@ def _to_numpy(array) -> np.ndarray:
 
 def _check_same_counts(counts: dict[str, np.ndarray], what: str, chunk: EventsChunk):
     names = list(counts)
+    if not names:
+        return
     for name in names[1:]:
         bad = np.flatnonzero(counts[name] != counts[names[0]])
         if bad.size:
@@ -48,42 +50,57 @@ def _sum_of_weights(chunk: EventsChunk, branch: str) -> int:
                          f"{chunk.range.start}-{chunk.range.stop}") from None
 
 
+def _levels(arrays: ak.Array) -> dict[str, int]:
+    return {name: arrays[name].ndim for name in arrays.fields}  # 1 event, 2 jet, 3 constituent
+
+
 def flatten_events(chunk: EventsChunk, leading: int, leading_by: str | None,
                    event_number: str | None, sum_weights: str | None = None) -> JetBatch:
     arrays = chunk.arrays
     spec = chunk.range.file
-    levels = {name: arrays[name].ndim for name in arrays.fields}  # 1 event, 2 jet, 3 constituent
+    levels = _levels(arrays)
     jet_level = [n for n, d in levels.items() if d == 2]
     constituent_level = [n for n, d in levels.items() if d == 3]
     reference = jet_level[0] if jet_level else constituent_level[0]
 
-    jets_per_event = {n: _to_numpy(ak.num(arrays[n], axis=1)) for n in jet_level + constituent_level}
-    _check_same_counts(jets_per_event, "jets", chunk)
+    # Work on the offsets and flat contents uproot returns: picking jets and their constituents is then
+    # index arithmetic, and no constituent is copied until the padding gathers them.
+    outer, inner, content = {}, {}, {}
+    for name in jet_level + constituent_level:
+        outer[name], jets = list_offsets(arrays[name].layout)
+        if levels[name] == 3:
+            inner[name], jets = list_offsets(jets)
+        content[name] = numpy_content(jets)
+    _check_same_counts({n: np.diff(outer[n]) for n in outer}, "jets", chunk)
     if len(constituent_level) > 1:
-        inner = {n: _to_numpy(ak.flatten(ak.num(arrays[n], axis=2))) for n in constituent_level}
-        _check_same_counts(inner, "constituents in a jet", chunk)
-    counts = jets_per_event[reference]
+        _check_same_counts({n: np.diff(inner[n])[outer[n][0]:outer[n][-1]] for n in constituent_level},
+                           "constituents in a jet", chunk)
+    counts = np.diff(outer[reference])
+    n_events = len(arrays)
 
     if leading_by is not None:
         order = ak.argsort(arrays[leading_by], axis=1, ascending=False, stable=True)[:, :leading]
+        kept = _to_numpy(ak.num(order, axis=1))
+        local = _to_numpy(ak.flatten(order)).astype(np.int64)
     else:
-        order = ak.local_index(arrays[reference], axis=1)[:, :leading]
-    kept = _to_numpy(ak.num(order, axis=1))
-    n_events = len(arrays)
+        kept = np.minimum(counts, leading)
+        local = np.arange(kept.sum(), dtype=np.int64) - np.repeat(np.cumsum(kept) - kept, kept)
+    event_of = np.repeat(np.arange(n_events, dtype=np.int64), kept)
 
     branches = {}
     for name, depth in levels.items():
         if depth == 1:
             branches[name] = np.repeat(_to_numpy(arrays[name]), kept)
-        elif depth == 2:
-            branches[name] = _to_numpy(ak.flatten(arrays[name][order], axis=1))
+            continue
+        jet = outer[name][event_of] + local  # position of each kept jet in the branch's jet list
+        if depth == 2:
+            branches[name] = content[name][jet]
         else:
-            branches[name] = ak.flatten(arrays[name][order], axis=1)
+            starts = inner[name][jet]
+            branches[name] = Jagged(content[name], starts, inner[name][jet + 1] - starts)
 
-    entry = chunk.range.start + np.repeat(np.arange(n_events, dtype=np.int64), kept)
-    jet_index = _to_numpy(ak.flatten(order)).astype(np.int64)
     batch = JetBatch(spec.sample, spec.file, branches, path=spec.path)
-    _set_identity(batch, entry, jet_index, branches.get(event_number) if event_number else None)
+    _set_identity(batch, chunk.range.start + event_of, local, branches.get(event_number) if event_number else None)
     batch.stats.update(events=n_events, jets=int(counts.sum()), not_leading=int(counts.sum() - kept.sum()))
     if sum_weights:
         batch.stats["sum_weights"] = _sum_of_weights(chunk, sum_weights)
@@ -93,12 +110,15 @@ def flatten_events(chunk: EventsChunk, leading: int, leading_by: str | None,
 def flatten_jets(chunk: EventsChunk, event_number: str | None) -> JetBatch:
     arrays = chunk.arrays
     spec = chunk.range.file
-    branches = {name: (_to_numpy(arrays[name]) if arrays[name].ndim == 1 else arrays[name])
-                for name in arrays.fields}
-    constituent_level = [n for n in arrays.fields if arrays[n].ndim == 2]
-    if len(constituent_level) > 1:
-        _check_same_counts({n: _to_numpy(ak.num(arrays[n], axis=1)) for n in constituent_level},
-                           "constituents", chunk)
+    branches, counts = {}, {}
+    for name, depth in _levels(arrays).items():
+        if depth == 1:
+            branches[name] = _to_numpy(arrays[name])
+        else:
+            offsets, values = list_offsets(arrays[name].layout)
+            counts[name] = np.diff(offsets)
+            branches[name] = Jagged(numpy_content(values), offsets[:-1], counts[name])
+    _check_same_counts(counts, "constituents", chunk)
     n = len(arrays)
     entry = chunk.range.start + np.arange(n, dtype=np.int64)
     batch = JetBatch(spec.sample, spec.file, branches, path=spec.path)
@@ -115,6 +135,7 @@ def _set_identity(batch: JetBatch, entry: np.ndarray, jet_index: np.ndarray, eve
         np.full(n, batch.sample, np.int64), np.full(n, batch.file, np.int64), entry, jet_index])
 
 
+@beam.typehints.with_output_types(JetBatch)
 class FlattenJets(beam.DoFn):
     """EventsChunk -> JetBatch with one row per kept jet.
 
@@ -124,18 +145,23 @@ class FlattenJets(beam.DoFn):
         leading_by: jet branch ranking the jets (highest first); None keeps ntuple order.
         event_number: branch with the event number, or None (events layout: identity by entry).
         sum_weights: event-level weight branch to sum exactly over all events read (stats 'sum_weights').
+        batch_jets: at most this many jets per output element. Ranges are read whole (cheapest for the
+            file), but processed in smaller batches, whose temporary arrays the allocator can reuse
+            instead of mapping fresh memory each time (page faults dominated padding otherwise).
     """
 
     def __init__(self, layout: str, leading: int, leading_by: str | None, event_number: str | None,
-                 sum_weights: str | None = None):
+                 sum_weights: str | None = None, batch_jets: int = 16384):
         self.layout = layout
         self.leading = leading
         self.leading_by = leading_by
         self.event_number = event_number
         self.sum_weights = sum_weights
+        self.batch_jets = batch_jets
 
     def process(self, chunk: EventsChunk):
         if self.layout == "events":
-            yield flatten_events(chunk, self.leading, self.leading_by, self.event_number, self.sum_weights)
+            batch = flatten_events(chunk, self.leading, self.leading_by, self.event_number, self.sum_weights)
         else:
-            yield flatten_jets(chunk, self.event_number)
+            batch = flatten_jets(chunk, self.event_number)
+        yield from batch.split(self.batch_jets)

@@ -17,9 +17,11 @@ destination is not a local path.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -34,6 +36,7 @@ from transforms.composition import Composition, WritePlan, apply_quotas, make_pl
 from transforms.report import ShardResult, build_report
 from transforms.shuffle import ShuffleIntoShards, gather_shard
 
+log = logging.getLogger("root2hdf5")
 SUMMARY = "summary.json"
 SHARDS_DIR = "shards"
 
@@ -178,6 +181,7 @@ class WriteShard(beam.DoFn):
         self.written = Metrics.counter("root2hdf5", "jets_written")
 
     def process(self, element, plan: WritePlan):
+        begin = time.perf_counter()
         (split_index, shard), pieces = element
         split = self.spec.split_names[split_index]
         columns = gather_shard(pieces)
@@ -197,6 +201,7 @@ class WriteShard(beam.DoFn):
         n = len(columns["labels"])
         self.written.inc(n)
         Metrics.counter("root2hdf5", f"written_{split}").inc(n)
+        log.info("wrote shard %s: %d jets in %.1f s", name, n, time.perf_counter() - begin)
         yield ShardResult(split, shard, path, n, _count_rows(sample, file, label, keep))
 
 
@@ -222,6 +227,7 @@ class Finalize(beam.DoFn):
         self.spec = spec
 
     def process(self, results, stats, plan: WritePlan):
+        begin = time.perf_counter()
         spec = self.spec
         results = sorted(results, key=lambda r: (spec.split_names.index(r.split), r.shard))
         present = {(r.split, r.shard) for r in results}
@@ -264,6 +270,7 @@ class Finalize(beam.DoFn):
         with FileSystems.create(FileSystems.join(out, SUMMARY), compression_type="uncompressed") as handle:
             handle.write(summary)
         FileSystems.delete([spec.tmp_dir])
+        log.info("finalized %d shards in %.1f s", len(results), time.perf_counter() - begin)
         yield report
 
 

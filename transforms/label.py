@@ -28,6 +28,7 @@ class Labeling:
     categories: tuple[tuple[int, str, str], ...] = ()
 
 
+@beam.typehints.with_output_types(JetBatch)
 class LabelJets(beam.DoFn):
     """Adds `data['labels']` (int32) and `data['weights']` (float32) to a JetBatch.
 

@@ -7,6 +7,7 @@ file becomes many parallel work units, and each range is read with uproot, only 
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -41,6 +42,26 @@ class EventsChunk:
     arrays: ak.Array
 
 
+class EventsChunkCoder(beam.coders.Coder):
+    """Pickles an EventsChunk; estimates its size from the arrays without pickling them (see
+    transforms.batch.JetBatchCoder)."""
+
+    def encode(self, value: EventsChunk) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> EventsChunk:
+        return pickle.loads(encoded)
+
+    def estimate_size(self, value: EventsChunk) -> int:
+        return int(value.arrays.nbytes)
+
+    def is_deterministic(self) -> bool:
+        return False
+
+
+beam.coders.registry.register_coder(EventsChunk, EventsChunkCoder)
+
+
 class SplitIntoRanges(beam.DoFn):
     """InputFile -> EntryRange elements, after checking the tree and its branches."""
 
@@ -62,6 +83,7 @@ class SplitIntoRanges(beam.DoFn):
             yield EntryRange(spec, start, stop, i, len(ranges))
 
 
+@beam.typehints.with_output_types(EventsChunk)
 class ReadRange(beam.DoFn):
     """EntryRange -> EventsChunk: the planned branches of those entries, as awkward arrays."""
 

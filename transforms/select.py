@@ -27,6 +27,7 @@ def selection_mask(expression: Expression, batch: JetBatch, where: str) -> np.nd
     return np.broadcast_to(result, (n,))
 
 
+@beam.typehints.with_output_types(JetBatch)
 class SelectJets(beam.DoFn):
     """JetBatch -> JetBatch with only the selected jets; the cut ones are counted in `stats['cut']`."""
 

@@ -41,6 +41,7 @@ def shuffle_keys(seed: int, source: np.ndarray) -> np.ndarray:
     return hash_columns(seed ^ _SHUFFLE_SALT, source[:, 0], source[:, 1], source[:, 2], source[:, 3])
 
 
+@beam.typehints.with_output_types(JetBatch)
 class AssignSplits(beam.DoFn):
     """Adds routing columns `_split`, `_shard`, `_order` to each JetBatch, and emits its accounting.
 
@@ -81,9 +82,9 @@ class AssignSplits(beam.DoFn):
         for name, count in zip(self.splits, counts):
             batch.stats[name] += int(count)
         self._count(batch)
-        cells = np.stack([batch.data["labels"].astype(np.int64), split, batch.data["_shard"]], axis=1)
-        keys, n = np.unique(cells, axis=0, return_counts=True) if len(cells) else (np.zeros((0, 3), int), [])
-        yield pvalue.TaggedOutput("stats", RangeStats(
-            batch.sample, batch.file, dict(batch.stats),
-            {(int(l), int(p), int(k)): int(c) for (l, p, k), c in zip(keys, n)}))
+        # one int64 per (label, split, shard) cell: a 1-D unique is ~10x faster than unique(axis=0)
+        cell = (batch.data["labels"].astype(np.int64) << 32) | (split.astype(np.int64) << 28) | batch.data["_shard"]
+        keys, n = np.unique(cell, return_counts=True)
+        cells = {(int(k >> 32), int((k >> 28) & 0xF), int(k & 0xFFFFFFF)): int(c) for k, c in zip(keys, n)}
+        yield pvalue.TaggedOutput("stats", RangeStats(batch.sample, batch.file, dict(batch.stats), cells))
         yield batch
