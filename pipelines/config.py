@@ -126,7 +126,7 @@ class ShuffleConfig:
 @dataclass
 class OutputConfig:
     dir: str = "out"
-    compression: str = "gzip"
+    compression: str = "lzf"
     compression_level: int | None = None
     chunk_jets: int = 256
 

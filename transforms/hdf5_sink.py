@@ -74,7 +74,7 @@ class SinkSpec:
     sample_names: list[str]
     files: list = field(default_factory=list)
     file_attrs: dict = field(default_factory=dict)
-    compression: str = "gzip"
+    compression: str = "lzf"
     compression_level: int | None = None
     chunk_jets: int = 256
     overwrite: bool = False
