@@ -9,6 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*"]),
+    package_data={"pipelines": ["jobserver/*.xml"]},
     install_requires=[
         "apache-beam>=2.60",
         "uproot>=5.4",
@@ -18,6 +19,9 @@ setup(
         "pyarrow>=14",
         "pyyaml>=6",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7", "xrootd>=5.6", "fsspec-xrootd>=0.3"],
+        "xrootd": ["xrootd>=5.6", "fsspec-xrootd>=0.3"],  # root:// inputs
+    },
     entry_points={"console_scripts": ["root2hdf5=pipelines.cli:main"]},
 )

@@ -2,6 +2,8 @@
 
     root2hdf5 run CONFIG [--overwrite] [--set key=value ...] [Beam pipeline options ...]
     root2hdf5 make-example DIR [--events N]
+    root2hdf5 jobserver build flink|spark|all
+    root2hdf5 flink-cluster start|stop DIR [--port 8081]
 
 Options the command does not know are Beam pipeline options (`--runner`, `--direct_num_workers`,
 `--flink_master`, ...). Without any, the DirectRunner runs with one worker process per core.
@@ -45,9 +47,9 @@ def default_beam_args(beam_args: list[str], quiet: bool = False) -> list[str]:
         if "--direct_running_mode" not in given:
             args.append("--direct_running_mode=multi_processing")
     if "--default_sdk_harness_log_level" not in given:
-        args.append("--default_sdk_harness_log_level=WARNING")
+        args.append("--default_sdk_harness_log_level=WARN")  # a name both the Python and Java SDKs accept
     if "--sdk_harness_log_level_overrides" not in given:
-        level = "WARNING" if quiet else "INFO"
+        level = "WARN" if quiet else "INFO"
         args.append(f'--sdk_harness_log_level_overrides={{"root2hdf5": "{level}"}}')
     return args
 
@@ -86,6 +88,31 @@ def cmd_make_example(args, beam_args) -> int:
     return 0
 
 
+def cmd_jobserver(args, beam_args) -> int:
+    from pipelines import jobservers
+
+    kinds = list(jobservers.KINDS) if args.kind == "all" else [args.kind]
+    for kind in kinds:
+        path = jobservers.build_classpath(kind)
+        with open(path) as handle:
+            jars = len(handle.read().strip().split(os.pathsep))
+        print(f"{kind}: {jars} jars, classpath in {path}")
+    return 0
+
+
+def cmd_flink_cluster(args, beam_args) -> int:
+    from pipelines import flink_cluster
+
+    if args.action == "start":
+        info = flink_cluster.start(args.dir, rest_port=args.port, taskmanagers=args.taskmanagers, slots=args.slots)
+        print(f"Flink {info['flink-version']} session cluster: {info['taskmanagers']} TaskManager(s), "
+              f"{info['slots-total']} slots, http://localhost:{args.port}; use --runner FlinkRunner "
+              f"--flink_master localhost:{args.port} --environment_type LOOPBACK")
+    else:
+        flink_cluster.stop(args.dir)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="root2hdf5", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,6 +129,17 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--events", type=int, default=2000, help="events per file (default 2000)")
     ex.add_argument("--seed", type=int, default=1)
     ex.set_defaults(func=cmd_make_example, quiet=False)
+    js = sub.add_parser("jobserver", help="resolve the Flink/Spark job server classpath from Maven Central")
+    js.add_argument("action", choices=["build"])
+    js.add_argument("kind", choices=["flink", "spark", "all"])
+    js.set_defaults(func=cmd_jobserver, quiet=False)
+    fc = sub.add_parser("flink-cluster", help="start or stop a local multi-process Flink session cluster")
+    fc.add_argument("action", choices=["start", "stop"])
+    fc.add_argument("dir", help="directory for its configuration, logs and process ids")
+    fc.add_argument("--port", type=int, default=8081, help="REST port (the --flink_master port)")
+    fc.add_argument("--taskmanagers", type=int, default=1)
+    fc.add_argument("--slots", type=int, default=2)
+    fc.set_defaults(func=cmd_flink_cluster, quiet=False)
     return top
 
 

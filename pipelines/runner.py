@@ -3,8 +3,9 @@
 Beam's DirectRunner first tries Prism, a Go runner it downloads from GitHub at run time, and falls back to
 the Python FnApiRunner when it cannot. What runs (and how fast, and whether --direct_num_workers and
 --direct_running_mode mean anything) would then depend on network access. For the local case we always
-use the FnApiRunner, configured as the DirectRunner would configure it; any other --runner (FlinkRunner,
-SparkRunner, PortableRunner, PrismRunner ...) is used as given.
+use the FnApiRunner, configured as the DirectRunner would configure it. FlinkRunner and SparkRunner start
+their job server from Maven artifacts (pipelines/jobservers.py); any other --runner (PortableRunner,
+PrismRunner, DataflowRunner ...) is used as given.
 """
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ def is_local(options: PipelineOptions) -> bool:
 
 
 def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    name = options.view_as(StandardOptions).runner
+    if isinstance(name, str) and name.lower() in ("flinkrunner", "flink", "sparkrunner", "spark"):
+        from pipelines.jobservers import RUNNERS  # job servers from Maven Central (see that module)
+
+        return beam.Pipeline(runner=RUNNERS[name.lower()](), options=options)
     if not is_local(options):
         return beam.Pipeline(options=options)
     from apache_beam.portability.api import beam_provision_api_pb2
