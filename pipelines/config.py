@@ -26,6 +26,7 @@ LAYOUTS = ("events", "jets")
 SHUFFLE_MODES = ("spill", "engine")
 COMPRESSIONS = ("gzip", "lzf", "none")
 _USER_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
 @dataclass
@@ -81,6 +82,9 @@ class InputConfig:
     event_branches: list[str] = field(default_factory=list)
     selection: str | None = None
     step_size: int = 50_000
+    on_nonfinite: str = "fail"
+    nonfinite_value: float = 0.0
+    on_error: str = "fail"
 
 
 @dataclass
@@ -291,6 +295,9 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError("samples: at least one sample is needed")
     names = [s.name for s in cfg.samples]
     for s in cfg.samples:
+        if not _NAME.match(s.name):
+            raise ConfigError(f"samples: name {s.name!r} may only use letters, digits and _ . + - (it names "
+                              "counters and report entries)")
         if names.count(s.name) > 1:
             raise ConfigError(f"samples: name {s.name!r} is used twice")
         if not s.files:
@@ -301,6 +308,10 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError("input.leading_jets must be at least 1")
     if inp.step_size < 1:
         raise ConfigError("input.step_size must be a positive number of entries")
+    if inp.on_nonfinite not in ("fail", "drop", "replace"):
+        raise ConfigError(f"input.on_nonfinite: {inp.on_nonfinite!r} is not one of fail, drop, replace")
+    if inp.on_error not in ("fail", "skip"):
+        raise ConfigError(f"input.on_error: {inp.on_error!r} is not one of fail, skip")
     if not inp.jet_branches and not inp.constituent_branches:
         raise ConfigError("input: give jet_branches and/or constituent_branches")
     if inp.layout == "jets" and not inp.event_number:
@@ -369,6 +380,8 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError("limits.total_jets must be a positive number of jets")
 
     out = cfg.output
+    if not out.dir or any(ord(ch) < 32 for ch in out.dir):
+        raise ConfigError(f"output.dir: {out.dir!r} is not a usable path")
     if out.compression not in COMPRESSIONS:
         raise ConfigError(f"output.compression: {out.compression!r} is not one of {', '.join(COMPRESSIONS)}")
     if out.chunk_jets < 1:
@@ -386,6 +399,8 @@ def _resolve_samples(cfg: Config):
             labels = [c.label for c in s.categories]
             for c in s.categories:
                 c.name = c.name or f"label{c.label}"
+                if not _NAME.match(c.name):
+                    raise ConfigError(f"{where}.categories: name {c.name!r} may only use letters, digits and _ . + -")
                 Expression(c.selection, f"{where}.categories selection")
             if len({c.name for c in s.categories}) < len(s.categories):
                 raise ConfigError(f"{where}.categories: names must be unique")

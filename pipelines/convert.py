@@ -24,9 +24,11 @@ from pipelines.config import SPLITS, Config
 from pipelines.runner import make_pipeline
 from transforms.composition import Composition
 from transforms.constituents import PadConstituents
-from transforms.errors import OutputError
+from transforms.errors import InputError, OutputError
+from transforms.finite import CheckFinite, SplitBatches
 from transforms.flatten import FlattenJets
-from transforms.hdf5_sink import SHARDS_DIR, SUMMARY, DatasetSpec, SinkSpec, WriteShuffledHdf5
+from transforms.hdf5_sink import (SHARDS_DIR, SUMMARY, TMP_PREFIX, DatasetSpec, SinkSpec, WriteShuffledHdf5,
+                                  children)
 from transforms.label import Labeling, LabelJets
 from transforms.preprocess import JetCollections, Preprocess, PreprocessSpec
 from transforms.read import ReadRootRanges
@@ -37,7 +39,6 @@ from transforms.trees import BranchPlan, check_branches, open_tree
 
 log = logging.getLogger("root2hdf5")
 
-TMP_PREFIX = ".root2hdf5-tmp-"
 SOURCE_COLUMNS = ["sample", "file", "entry", "jet_index"]
 _VERSIONED = ("root2hdf5", "apache-beam", "uproot", "awkward", "numpy", "h5py")
 
@@ -120,11 +121,14 @@ def build(pipeline: beam.Pipeline, cfg: Config, files: list[InputFile], sink: Si
     inp, con = cfg.input, cfg.constituents
     split_names = list(SPLITS)
     sum_weights = cfg.weights.branch if any(s.sum_of_weights == "auto" for s in cfg.samples) else None
+    chunks, skipped = pipeline | "ReadRoot" >> ReadRootRanges(files, branch_plan(cfg), inp.step_size,
+                                                               skip=inp.on_error == "skip")
     routed, stats = (
-        pipeline
-        | "ReadRoot" >> ReadRootRanges(files, branch_plan(cfg), inp.step_size)
+        chunks
         | "FlattenJets" >> beam.ParDo(FlattenJets(inp.layout, inp.leading_jets, inp.leading_by,
                                                   inp.event_number, sum_weights))
+        | "CheckFinite" >> beam.ParDo(CheckFinite(inp.on_nonfinite, inp.nonfinite_value))
+        | "SplitBatches" >> beam.ParDo(SplitBatches())
         | "Select" >> beam.ParDo(SelectJets(inp.selection))
         | "Label" >> beam.ParDo(LabelJets(labelings(cfg), cfg.weights.branch))
         | "PadConstituents" >> beam.ParDo(PadConstituents(
@@ -137,19 +141,25 @@ def build(pipeline: beam.Pipeline, cfg: Config, files: list[InputFile], sink: Si
         .with_outputs("stats", main="batches")
     )
     return routed | "WriteHdf5" >> WriteShuffledHdf5(sink, stats, spill=cfg.shuffle.mode == "spill",
-                                                     composition=composition(cfg))
+                                                     composition=composition(cfg), skipped=skipped)
 
 
 def check_inputs(cfg: Config, files: list[InputFile]) -> None:
-    """Open the first file of every sample on the driver and check its tree and branches."""
+    """Open the first file of every sample on the driver and check its tree and branches (with
+    `input.on_error: skip`, problems are left to the workers, which skip the file)."""
     plan = branch_plan(cfg)
     for sample_index in range(len(cfg.samples)):
         first = next(f for f in files if f.sample == sample_index)
-        tree = open_tree(first.path, first.tree)
         try:
-            check_branches(tree, plan, first.path)
-        finally:
-            tree.file.close()
+            tree = open_tree(first.path, first.tree)
+            try:
+                check_branches(tree, plan, first.path)
+            finally:
+                tree.file.close()
+        except InputError as err:
+            if cfg.input.on_error != "skip":
+                raise
+            log.warning("%s (the file will be skipped)", err)
 
 
 @dataclass
@@ -163,15 +173,10 @@ class OutputDir:
         try:
             if FileSystems.exists(self.tmp):
                 FileSystems.delete([self.tmp])
-            if self.created and FileSystems.exists(self.path) and not _entries(self.path):
+            if self.created and FileSystems.exists(self.path) and not children(self.path):
                 FileSystems.delete([self.path])
         except Exception as err:  # cleanup must not hide the original error
             log.warning("could not clean up %s: %s", self.tmp, err)
-
-
-def _entries(path: str) -> list[str]:
-    matched = FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list
-    return [m.path for m in matched]
 
 
 def prepare_output(path: str, overwrite: bool) -> OutputDir:
@@ -180,7 +185,7 @@ def prepare_output(path: str, overwrite: bool) -> OutputDir:
     created = False
     try:
         if FileSystems.exists(path):
-            existing = [e for e in _entries(path) if not e.rstrip("/").rsplit("/", 1)[-1].startswith(TMP_PREFIX)]
+            existing = [e for e in children(path) if not e.rstrip("/").rsplit("/", 1)[-1].startswith(TMP_PREFIX)]
             if existing and not overwrite:
                 raise OutputError(f"output directory {path} already holds {len(existing)} entries (e.g. "
                                   f"{existing[0]}); pass --overwrite to replace its train/val/test files")

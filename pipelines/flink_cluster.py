@@ -40,6 +40,9 @@ def write_conf(directory: str, rest_port: int, rpc_port: int, slots: int) -> str
         "rest.port": rest_port, "taskmanager.bind-host": "localhost", "taskmanager.host": "localhost",
         "blob.server.port": free_port(), "taskmanager.rpc.port": "0",
         "jobmanager.memory.process.size": "1024m",
+        # failed tasks (a lost worker, a transient read error) are retried, as on a production cluster
+        "restart-strategy.type": "fixed-delay", "restart-strategy.fixed-delay.attempts": 3,
+        "restart-strategy.fixed-delay.delay": "1 s",
         "taskmanager.numberOfTaskSlots": slots, "taskmanager.cpu.cores": slots,
         "taskmanager.memory.task.heap.size": "512m", "taskmanager.memory.task.off-heap.size": "0m",
         "taskmanager.memory.managed.size": "256m",

@@ -97,8 +97,26 @@ class _FromClasspath:
         return java_command(self.kind, self._jvm_properties) + list(arguments), f"localhost:{job_port}"
 
 
+class FlinkRestartOptions(pipeline_options.PipelineOptions):
+    """A Flink option Beam's Python SDK does not declare: the configuration directory of the job server's
+    Flink, e.g. for a restart strategy on the embedded cluster (a session cluster has its own)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--flink_conf_dir", default=None,
+                            help="directory with a flink-conf.yaml for the job server's Flink")
+
+
 class FlinkClasspathJobServer(_FromClasspath, flink_runner.FlinkJarJobServer):
     kind = "flink"
+
+    def __init__(self, options):
+        super().__init__(options)
+        self._conf_dir = options.view_as(FlinkRestartOptions).flink_conf_dir
+
+    def java_arguments(self, job_port, artifact_port, expansion_port, artifacts_dir):
+        arguments = super().java_arguments(job_port, artifact_port, expansion_port, artifacts_dir)
+        return arguments + (["--flink-conf-dir", self._conf_dir] if self._conf_dir else [])
 
 
 class SparkClasspathJobServer(_FromClasspath, spark_runner.SparkJarJobServer):

@@ -54,6 +54,7 @@ class WritePlan:
     quotas: dict[Cell, int] | None = None
     factors: list[float] = field(default_factory=list)
     sum_of_weights: list[float | None] = field(default_factory=list)
+    skipped: frozenset = frozenset()  # (sample, file) of files skipped as unreadable: their jets are dropped
 
 
 def apportion(total: int, weights: list[float]) -> list[int]:
@@ -125,8 +126,8 @@ def plan_quotas(cells: dict[Cell, int], comp: Composition) -> dict[Cell, int]:
     return quotas
 
 
-def make_plan(stats, comp: Composition) -> WritePlan:
-    """The WritePlan from all RangeStats of the run."""
+def make_plan(stats, comp: Composition, skipped=()) -> WritePlan:
+    """The WritePlan from all RangeStats of the run (and the SkippedFile records)."""
     cells: dict[Cell, int] = defaultdict(int)
     sums: dict[int, int] = defaultdict(int)
     for rs in stats:
@@ -142,7 +143,8 @@ def make_plan(stats, comp: Composition) -> WritePlan:
             raise InputError(f"sample {name!r}: the sum of weights is {total}; cannot normalise by it")
         sum_of_weights.append(total)
         factors.append(factor / total if total is not None else factor)
-    return WritePlan(plan_quotas(dict(cells), comp) if comp.limits else None, factors, sum_of_weights)
+    return WritePlan(plan_quotas(dict(cells), comp) if comp.limits else None, factors, sum_of_weights,
+                     frozenset((r.sample, r.file) for r in skipped))
 
 
 def apply_quotas(columns: dict[str, np.ndarray], split: int, shard: int, quotas: dict[Cell, int]) -> np.ndarray:

@@ -98,4 +98,5 @@ class PadConstituents(beam.DoFn):
                                             self.max_len, self.pt, self.min_pt)
             batch.branches.update(padded)
             batch.data["mask"] = mask
+            batch.stats["no_constituents"] += int((~mask.any(axis=1)).sum())  # written, with an empty mask
         yield batch

@@ -1,5 +1,8 @@
 """Errors a user can act on. Each message names the file, tree, branch or config key at fault."""
 
+from contextlib import contextmanager
+
+
 
 class Root2Hdf5Error(Exception):
     """Base class; the command line prints these without a traceback."""
@@ -15,3 +18,14 @@ class InputError(Root2Hdf5Error):
 
 class OutputError(Root2Hdf5Error):
     """The output location cannot be written, or already holds a result."""
+
+
+@contextmanager
+def output_errors(path: str):
+    """Turn an OS-level failure while writing `path` (no space, no permission, ...) into an OutputError."""
+    try:
+        yield
+    except Root2Hdf5Error:
+        raise
+    except OSError as err:  # includes Beam's BeamIOError and h5py's write errors
+        raise OutputError(f"writing {path} failed: {err}") from None

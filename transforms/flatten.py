@@ -13,6 +13,7 @@ import apache_beam as beam
 import awkward as ak
 import numpy as np
 
+from transforms import faults
 from transforms.batch import Jagged, JetBatch, list_offsets, numpy_content
 from transforms.errors import InputError
 from transforms.exact import exact_sum
@@ -145,23 +146,20 @@ class FlattenJets(beam.DoFn):
         leading_by: jet branch ranking the jets (highest first); None keeps ntuple order.
         event_number: branch with the event number, or None (events layout: identity by entry).
         sum_weights: event-level weight branch to sum exactly over all events read (stats 'sum_weights').
-        batch_jets: at most this many jets per output element. Ranges are read whole (cheapest for the
-            file), but processed in smaller batches, whose temporary arrays the allocator can reuse
-            instead of mapping fresh memory each time (page faults dominated padding otherwise).
     """
 
     def __init__(self, layout: str, leading: int, leading_by: str | None, event_number: str | None,
-                 sum_weights: str | None = None, batch_jets: int = 16384):
+                 sum_weights: str | None = None):
         self.layout = layout
         self.leading = leading
         self.leading_by = leading_by
         self.event_number = event_number
         self.sum_weights = sum_weights
-        self.batch_jets = batch_jets
 
     def process(self, chunk: EventsChunk):
+        r = chunk.range
+        faults.fail_once("flatten", f"{r.file.sample}/{r.file.file}/{r.start}")  # test hook, inert by default
         if self.layout == "events":
-            batch = flatten_events(chunk, self.leading, self.leading_by, self.event_number, self.sum_weights)
+            yield flatten_events(chunk, self.leading, self.leading_by, self.event_number, self.sum_weights)
         else:
-            batch = flatten_jets(chunk, self.event_number)
-        yield from batch.split(self.batch_jets)
+            yield flatten_jets(chunk, self.event_number)

@@ -32,12 +32,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.batch import Columns
+from transforms import faults
 from transforms.composition import Composition, WritePlan, apply_quotas, make_plan
+from transforms.errors import OutputError, Root2Hdf5Error, output_errors
 from transforms.report import ShardResult, build_report
 from transforms.shuffle import ShuffleIntoShards, gather_shard
 
 log = logging.getLogger("root2hdf5")
 SUMMARY = "summary.json"
+TMP_PREFIX = ".root2hdf5-tmp-"
 SHARDS_DIR = "shards"
 
 
@@ -95,17 +98,18 @@ def is_local(path: str) -> bool:
 
 def write_via_local(destination: str, write) -> None:
     """Call write(local_path); copy the result to `destination` if that is not a local path."""
-    if is_local(destination):
-        write(destination)
-        return
-    fd, local = tempfile.mkstemp(suffix=".h5")
-    os.close(fd)
-    try:
-        write(local)
-        with open(local, "rb") as src, FileSystems.create(destination, compression_type="uncompressed") as dst:
-            shutil.copyfileobj(src, dst, 16 << 20)
-    finally:
-        os.unlink(local)
+    with output_errors(destination):
+        if is_local(destination):
+            write(destination)
+            return
+        fd, local = tempfile.mkstemp(suffix=".h5")
+        os.close(fd)
+        try:
+            write(local)
+            with open(local, "rb") as src, FileSystems.create(destination, compression_type="uncompressed") as dst:
+                shutil.copyfileobj(src, dst, 16 << 20)
+        finally:
+            os.unlink(local)
 
 
 def _storage(spec: SinkSpec, n: int, shape: tuple[int, ...]) -> dict:
@@ -186,8 +190,11 @@ class WriteShard(beam.DoFn):
         split = self.spec.split_names[split_index]
         columns = gather_shard(pieces)
         sample, file, label = columns["source"][:, 0], columns["source"][:, 1], columns["labels"]
+        unreadable = np.zeros(len(label), bool)
+        for s_index, f_index in plan.skipped:  # files skipped with on_error: skip count whole or not at all
+            unreadable |= (sample == s_index) & (file == f_index)
         keep = (apply_quotas(columns, split_index, shard, plan.quotas) if plan.quotas is not None
-                else np.ones(len(label), bool))
+                else np.ones(len(label), bool)) & ~unreadable
         if not keep.all():
             columns = {name: values[keep] for name, values in columns.items()}
         if plan.factors:
@@ -197,79 +204,151 @@ class WriteShard(beam.DoFn):
         name = shard_name(split, shard, count)
         path = FileSystems.join(self.spec.tmp_dir, SHARDS_DIR, f"{name}.{uuid.uuid4().hex[:12]}")
         attrs = {"split": split, "shard": shard, "num_shards": count}
+        if faults.lose_jet() and len(columns["labels"]):  # test hook: a bug that loses a jet
+            columns = {key: values[1:] for key, values in columns.items()}
         write_via_local(path, lambda local: write_jets_file(local, columns, self.spec, attrs))
+        faults.fail_once("write_shard", name)  # test hook: fail after writing, before committing
         n = len(columns["labels"])
         self.written.inc(n)
         Metrics.counter("root2hdf5", f"written_{split}").inc(n)
         log.info("wrote shard %s: %d jets in %.1f s", name, n, time.perf_counter() - begin)
-        yield ShardResult(split, shard, path, n, _count_rows(sample, file, label, keep))
+        written = columns["source"][:, 0], columns["source"][:, 1], columns["labels"]
+        yield ShardResult(split, shard, path, n, _count_rows((sample, file, label), keep, unreadable, written))
 
 
-def _count_rows(sample, file, label, keep) -> list[tuple[int, int, int, int, int]]:
-    """(sample, file, label, written, dropped) for each group present in a shard."""
+def _group_counts(sample, file, label, weights=None) -> dict[tuple[int, int, int], int]:
     if len(sample) == 0:
-        return []
+        return {}
     keys, group = np.unique(np.stack([sample, file, label.astype(np.int64)], axis=1), axis=0, return_inverse=True)
-    group = group.ravel()
-    kept = np.bincount(group, weights=keep, minlength=len(keys)).astype(np.int64)
-    total = np.bincount(group, minlength=len(keys))
-    return [(int(s), int(f), int(l), int(k), int(t - k)) for (s, f, l), k, t in zip(keys, kept, total)]
+    counts = np.bincount(group.ravel(), weights=weights, minlength=len(keys)).astype(np.int64)
+    return {tuple(int(v) for v in key): int(c) for key, c in zip(keys, counts)}
+
+
+def _count_rows(before, keep, unreadable, written) -> list[tuple[int, int, int, int, int, int]]:
+    """(sample, file, label, written, dropped by limits, dropped as unreadable) per group in a shard.
+
+    `written` is counted from the columns that went into the file, not derived from `keep`, so that any
+    jet lost on the way shows up as a mismatch in the run's accounting."""
+    unread = _group_counts(*before, weights=unreadable)
+    limited = _group_counts(*before, weights=~keep & ~unreadable)
+    out = _group_counts(*written)
+    return [(*key, out.get(key, 0), limited.get(key, 0), unread.get(key, 0)) for key in sorted(_group_counts(*before))]
 
 
 def _exists(path: str) -> bool:
     return FileSystems.exists(path)
 
 
+def _rename(source: str, target: str) -> None:
+    """Move `source` to `target` unless an earlier attempt already did (then only `target` exists)."""
+    if _exists(source):
+        FileSystems.rename([source], [target])
+    elif not _exists(target):
+        raise Root2Hdf5Error(f"finalize: neither {source} nor {target} exists; the temporary output was lost")
+
+
+def _listing(directory: str) -> list[str]:
+    """The files directly in `directory`."""
+    if not _exists(directory):
+        return []
+    return sorted(m.path for m in FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list)
+
+
+def children(directory: str) -> list[str]:
+    """Files and subdirectories directly in `directory` (object stores have no directories: there, the
+    first path components below it)."""
+    if is_local(directory):
+        return sorted(os.path.join(directory, name) for name in os.listdir(directory)) if os.path.isdir(directory) else []
+    if not _exists(directory):
+        return []
+    base = directory.rstrip("/") + "/"
+    names = {m.path[len(base):].split("/", 1)[0]
+             for m in FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list if m.path.startswith(base)}
+    return sorted(FileSystems.join(directory, name) for name in names if name)
+
+
 class Finalize(beam.DoFn):
-    """[ShardResult] + per-range stats -> the final output directory and its summary (runs once)."""
+    """[ShardResult] + per-range stats -> the final output directory and its summary.
+
+    Runs once after every shard was written, and is idempotent, since a runner may run it again:
+
+    1. stage: rename the committed shards to their final names and write the split files and summary.json,
+       all inside the temporary directory;
+    2. swap: with --overwrite, move the previous run's outputs into the temporary directory (a marker
+       records that this step finished);
+    3. publish: rename the staged files into the output directory, shards first, summary.json last (its
+       presence means the output is complete);
+    4. delete the temporary directory (with the previous outputs and every piece or shard written by a
+       failed or repeated attempt).
+    A repeated call after step 4 finds the summary and returns it.
+    """
 
     def __init__(self, spec: SinkSpec):
         self.spec = spec
 
-    def process(self, results, stats, plan: WritePlan):
+    def process(self, results, stats, plan: WritePlan, skipped=()):
         begin = time.perf_counter()
         spec = self.spec
+        out, tmp = spec.out_dir, spec.tmp_dir
+        if not _exists(tmp):
+            with FileSystems.open(FileSystems.join(out, SUMMARY)) as handle:  # committed by an earlier attempt
+                yield json.loads(handle.read())
+            return
+        staging = FileSystems.join(tmp, "commit")
+        staged_shards = FileSystems.join(staging, SHARDS_DIR)
+        if not _exists(staged_shards):
+            FileSystems.mkdirs(staged_shards)
+
         results = sorted(results, key=lambda r: (spec.split_names.index(r.split), r.shard))
         present = {(r.split, r.shard) for r in results}
         for split, count in spec.shards.items():  # a shard no jet hashed to is still written, empty
             for shard in range(count):
                 if (split, shard) not in present:
-                    path = FileSystems.join(spec.tmp_dir, SHARDS_DIR, shard_name(split, shard, count) + ".empty")
+                    path = FileSystems.join(tmp, SHARDS_DIR, shard_name(split, shard, count) + ".empty")
                     attrs = {"split": split, "shard": shard, "num_shards": count}
                     write_via_local(path, lambda local: write_jets_file(local, {}, spec, attrs))
                     results.append(ShardResult(split, shard, path, 0, []))
         results.sort(key=lambda r: (spec.split_names.index(r.split), r.shard))
-        report = build_report(stats, results, spec.files, spec.sample_names, spec.split_names, spec.selection, plan)
+        report = build_report(stats, results, spec.files, spec.sample_names, spec.split_names, spec.selection, plan,
+                              skipped)
 
-        out = spec.out_dir
-        shards_dir = FileSystems.join(out, SHARDS_DIR)
-        if spec.overwrite:
-            old = [FileSystems.join(out, f"{s}.h5") for s in spec.split_names] + [shards_dir,
-                                                                                   FileSystems.join(out, SUMMARY)]
-            old = [p for p in old if _exists(p)]
-            if old:
-                FileSystems.delete(old)
-        if not _exists(shards_dir):
-            FileSystems.mkdirs(shards_dir)
-        finals = [FileSystems.join(shards_dir, shard_name(r.split, r.shard, spec.shards[r.split]))
-                  for r in results]
-        FileSystems.rename([r.path for r in results], finals)
-
-        staged, targets = [], []
+        names = [shard_name(r.split, r.shard, spec.shards[r.split]) for r in results]
+        for result, name in zip(results, names):
+            _rename(result.path, FileSystems.join(staged_shards, name))
         for split in spec.shards:
-            members = [(f"{SHARDS_DIR}/{shard_name(r.split, r.shard, spec.shards[split])}", r.num_jets)
-                       for r in results if r.split == split]
-            path = FileSystems.join(spec.tmp_dir, f"{split}.h5")
+            members = [(f"{SHARDS_DIR}/{name}", r.num_jets) for r, name in zip(results, names) if r.split == split]
             attrs = {"split": split, "num_shards": spec.shards[split]}
-            write_via_local(path, lambda local: write_split_file(local, members, spec, attrs))
-            staged.append(path)
-            targets.append(FileSystems.join(out, f"{split}.h5"))
-        FileSystems.rename(staged, targets)
+            write_via_local(FileSystems.join(staging, f"{split}.h5"),
+                            lambda local: write_split_file(local, members, spec, attrs))
+        with output_errors(staging), \
+                FileSystems.create(FileSystems.join(staging, SUMMARY), compression_type="uncompressed") as handle:
+            handle.write(json.dumps(report, indent=1).encode())
 
-        summary = json.dumps(report, indent=1).encode()
-        with FileSystems.create(FileSystems.join(out, SUMMARY), compression_type="uncompressed") as handle:
-            handle.write(summary)
-        FileSystems.delete([spec.tmp_dir])
+        swapped = FileSystems.join(tmp, "swapped")
+        if not _exists(swapped):
+            previous = [FileSystems.join(out, f"{s}.h5") for s in spec.split_names] + [FileSystems.join(out, SUMMARY)]
+            previous = [p for p in previous if _exists(p)] + _listing(FileSystems.join(out, SHARDS_DIR))
+            if previous and not spec.overwrite:
+                raise OutputError(f"{out} received results from another run while this one was writing "
+                                  f"(e.g. {previous[0]}); nothing was replaced")
+            trash = FileSystems.join(tmp, "previous")
+            if previous:
+                FileSystems.mkdirs(trash)
+            for i, path in enumerate(previous):
+                FileSystems.rename([path], [FileSystems.join(trash, f"{i:06d}")])
+            with FileSystems.create(swapped) as handle:
+                handle.write(b"previous outputs moved away")
+
+        if not _exists(FileSystems.join(out, SHARDS_DIR)):
+            FileSystems.mkdirs(FileSystems.join(out, SHARDS_DIR))
+        for name in names:
+            _rename(FileSystems.join(staged_shards, name), FileSystems.join(out, SHARDS_DIR, name))
+        for split in spec.shards:
+            _rename(FileSystems.join(staging, f"{split}.h5"), FileSystems.join(out, f"{split}.h5"))
+        _rename(FileSystems.join(staging, SUMMARY), FileSystems.join(out, SUMMARY))
+        stale = [p for p in children(out) if p.rstrip("/").rsplit("/", 1)[-1].startswith(TMP_PREFIX)
+                 and p.rstrip("/") != tmp.rstrip("/")] if spec.overwrite else []
+        FileSystems.delete([tmp, *stale])  # with --overwrite, also what interrupted runs left behind
         log.info("finalized %d shards in %.1f s", len(results), time.perf_counter() - begin)
         yield report
 
@@ -282,24 +361,30 @@ class WriteShuffledHdf5(beam.PTransform):
         stats: PCollection of RangeStats from the per-range accounting.
         spill: spill shuffle pieces to temporary files (True) or move them through the runner (False).
         composition: limits and sample weight factors, applied when the shards are written.
+        skipped: PCollection of SkippedFile records, or None.
     """
 
-    def __init__(self, spec: SinkSpec, stats, spill: bool = True, composition: Composition | None = None):
+    def __init__(self, spec: SinkSpec, stats, spill: bool = True, composition: Composition | None = None,
+                 skipped=None):
         super().__init__()
         self.spec = spec
         self.stats = stats
         self.spill = spill
         self.composition = composition or Composition()
+        self.skipped = skipped
 
     def expand(self, batches):
         datasets = [ds.name for ds in self.spec.datasets]
         all_stats = self.stats | "CollectStats" >> beam.combiners.ToList()
-        plan = all_stats | "PlanComposition" >> beam.Map(make_plan, self.composition)
+        skipped = (self.skipped if self.skipped is not None else batches.pipeline | "NoSkipped" >> beam.Create([]))
+        all_skipped = skipped | "CollectSkipped" >> beam.combiners.ToList()
+        plan = all_stats | "PlanComposition" >> beam.Map(make_plan, self.composition,
+                                                         beam.pvalue.AsSingleton(all_skipped))
         return (
             batches
             | "Shuffle" >> ShuffleIntoShards(datasets, self.spec.spill_dir if self.spill else None)
             | "WriteShards" >> beam.ParDo(WriteShard(self.spec), plan=beam.pvalue.AsSingleton(plan))
             | "CollectShards" >> beam.combiners.ToList()
             | "Finalize" >> beam.ParDo(Finalize(self.spec), stats=beam.pvalue.AsSingleton(all_stats),
-                                       plan=beam.pvalue.AsSingleton(plan))
+                                       plan=beam.pvalue.AsSingleton(plan), skipped=beam.pvalue.AsSingleton(all_skipped))
         )

@@ -16,7 +16,10 @@ import apache_beam as beam
 import awkward as ak
 from apache_beam.metrics import Metrics
 
+from apache_beam import pvalue
+
 from transforms.errors import InputError, Root2Hdf5Error
+from transforms.report import SkippedFile
 from transforms.sources import InputFile
 from transforms.trees import BranchPlan, check_branches, cluster_starts, open_tree, plan_ranges
 
@@ -62,22 +65,39 @@ class EventsChunkCoder(beam.coders.Coder):
 beam.coders.registry.register_coder(EventsChunk, EventsChunkCoder)
 
 
-class SplitIntoRanges(beam.DoFn):
-    """InputFile -> EntryRange elements, after checking the tree and its branches."""
+def _skip(spec: InputFile, err: InputError, skip: bool):
+    """With `input.on_error: skip`, a file that cannot be read becomes a SkippedFile record."""
+    if not skip:
+        raise err
+    log.warning("skipping %s: %s", spec.path, err)
+    Metrics.counter("root2hdf5", "files_skipped").inc()
+    return pvalue.TaggedOutput("skipped", SkippedFile(spec.sample, spec.file, spec.path, str(err)))
 
-    def __init__(self, plan: BranchPlan, step_size: int):
+
+class SplitIntoRanges(beam.DoFn):
+    """InputFile -> EntryRange elements, after checking the tree and its branches.
+
+    With skip=True an unreadable file yields a SkippedFile on output 'skipped' instead of failing.
+    """
+
+    def __init__(self, plan: BranchPlan, step_size: int, skip: bool = False):
         self.plan = plan
         self.step_size = step_size
+        self.skip = skip
         self.files_opened = Metrics.counter("root2hdf5", "files_opened")
 
     def process(self, spec: InputFile):
-        tree = open_tree(spec.path, spec.tree)
-        with closing(tree.file):
-            check_branches(tree, self.plan, spec.path)
-            entries = tree.num_entries
-            if entries == 0:
-                raise InputError(f"{spec.path}: tree {spec.tree!r} is empty (0 entries)")
-            ranges = plan_ranges(entries, cluster_starts(tree, self.plan.to_read()), self.step_size)
+        try:
+            tree = open_tree(spec.path, spec.tree)
+            with closing(tree.file):
+                check_branches(tree, self.plan, spec.path)
+                entries = tree.num_entries
+                if entries == 0:
+                    raise InputError(f"{spec.path}: tree {spec.tree!r} is empty (0 entries)")
+                ranges = plan_ranges(entries, cluster_starts(tree, self.plan.to_read()), self.step_size)
+        except InputError as err:
+            yield _skip(spec, err, self.skip)
+            return
         self.files_opened.inc()
         for i, (start, stop) in enumerate(ranges):
             yield EntryRange(spec, start, stop, i, len(ranges))
@@ -85,16 +105,35 @@ class SplitIntoRanges(beam.DoFn):
 
 @beam.typehints.with_output_types(EventsChunk)
 class ReadRange(beam.DoFn):
-    """EntryRange -> EventsChunk: the planned branches of those entries, as awkward arrays."""
+    """EntryRange -> EventsChunk: the planned branches of those entries, as awkward arrays.
 
-    def __init__(self, plan: BranchPlan):
+    With skip=True a range that cannot be read yields a SkippedFile on output 'skipped'; the jets of
+    that file's other ranges are then dropped when the shards are written, so a file counts whole or not.
+    """
+
+    def __init__(self, plan: BranchPlan, skip: bool = False):
         self.plan = plan
+        self.skip = skip
         self.entries_read = Metrics.counter("root2hdf5", "entries_read")
         self.ranges_read = Metrics.counter("root2hdf5", "ranges_read")
 
     def process(self, entry_range: EntryRange):
         spec = entry_range.file
         begin = time.perf_counter()
+        try:
+            arrays = self._read(entry_range)
+        except InputError as err:
+            yield _skip(spec, err, self.skip)
+            return
+        self.entries_read.inc(len(arrays))
+        self.ranges_read.inc()
+        log.info("read %s [%s] entries %d-%d (range %d/%d of the file) in %.2f s", spec.path, spec.sample_name,
+                 entry_range.start, entry_range.stop, entry_range.index + 1, entry_range.count,
+                 time.perf_counter() - begin)
+        yield EventsChunk(entry_range, arrays)
+
+    def _read(self, entry_range: EntryRange):
+        spec = entry_range.file
         tree = open_tree(spec.path, spec.tree)
         with closing(tree.file):
             try:
@@ -109,35 +148,40 @@ class ReadRange(beam.DoFn):
         if len(arrays) != entry_range.stop - entry_range.start:
             raise InputError(f"{spec.path}: tree {spec.tree!r}: asked for entries {entry_range.start}-"
                              f"{entry_range.stop} but got {len(arrays)}; the file may be truncated")
-        self.entries_read.inc(len(arrays))
-        self.ranges_read.inc()
-        log.info("read %s [%s] entries %d-%d (range %d/%d of the file) in %.2f s", spec.path, spec.sample_name,
-                 entry_range.start, entry_range.stop, entry_range.index + 1, entry_range.count,
-                 time.perf_counter() - begin)
-        yield EventsChunk(entry_range, arrays)
+        return arrays
 
 
 class ReadRootRanges(beam.PTransform):
     """Read the planned branches of `files` as EventsChunk elements, one per entry range.
 
+    Returns (chunks, skipped): EventsChunk elements, and SkippedFile records (only with skip=True).
+
     Args:
         files: InputFile specs (from `transforms.sources.expand_files`).
         plan: the branches to read and their required depths.
         step_size: about how many entries one work unit reads.
+        skip: skip unreadable files (`input.on_error: skip`) instead of failing.
     """
 
-    def __init__(self, files: list[InputFile], plan: BranchPlan, step_size: int):
+    def __init__(self, files: list[InputFile], plan: BranchPlan, step_size: int, skip: bool = False):
         super().__init__()
         self.files = files
         self.plan = plan
         self.step_size = step_size
+        self.skip = skip
 
     def expand(self, pbegin):
-        return (
+        ranges = (
             pbegin
             | "Files" >> beam.Create(self.files)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "EntryRanges" >> beam.ParDo(SplitIntoRanges(self.plan, self.step_size))
-            | "SpreadRanges" >> beam.Reshuffle()
-            | "ReadRanges" >> beam.ParDo(ReadRange(self.plan))
+            | "EntryRanges" >> beam.ParDo(SplitIntoRanges(self.plan, self.step_size, self.skip))
+            .with_outputs("skipped", main="ranges")
         )
+        chunks = (
+            ranges.ranges
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "ReadRanges" >> beam.ParDo(ReadRange(self.plan, self.skip)).with_outputs("skipped", main="chunks")
+        )
+        skipped = (ranges.skipped, chunks.skipped) | "Skipped" >> beam.Flatten()
+        return chunks.chunks, skipped

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from transforms.errors import InputError, Root2Hdf5Error
 
-COUNTS = ("events", "jets", "not_leading", "cut", "uncategorized")
+COUNTS = ("events", "jets", "not_leading", "nonfinite", "cut", "uncategorized")
 
 
 @dataclass
@@ -27,62 +27,87 @@ class RangeStats:
     cells: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file left out with `input.on_error: skip`, and why."""
+
+    sample: int
+    file: int
+    path: str
+    reason: str
+
+
 @dataclass
 class ShardResult:
-    """One written shard: its temporary file, and per (sample, file, label) the jets written to it and
-    the jets dropped from it by limits."""
+    """One written shard: its temporary file, and per (sample, file, label) the jets written to it, the
+    jets dropped by limits, and the jets dropped because their file was skipped."""
 
     split: str
     shard: int
     path: str
     num_jets: int
-    rows: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    rows: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
 
 
 def build_report(stats, shards: list[ShardResult], files, sample_names: list[str], split_names: list[str],
-                 selection: str | None, plan=None) -> dict:
+                 selection: str | None, plan=None, skipped=()) -> dict:
     """Summarise and check; returns the report as a JSON-ready dict. Raises if anything does not add up.
 
-    stats: the RangeStats of every range; files: the InputFile list; plan: the WritePlan, if any.
+    stats: the RangeStats of every range; files: the InputFile list; plan: the WritePlan, if any;
+    skipped: SkippedFile records (`input.on_error: skip`).
     """
     read: dict[tuple[int, int], Counter] = defaultdict(Counter)
     for rs in stats:
         read[(rs.sample, rs.file)].update({k: v for k, v in rs.counts.items() if k != "sum_weights"})
+    skipped_files = {}
+    for record in skipped:
+        skipped_files.setdefault((record.sample, record.file), record)
     written = defaultdict(Counter)  # (sample, file) -> split -> jets
     limited = defaultdict(Counter)
+    dropped = defaultdict(Counter)  # jets of skipped files read before the failure, not written
     by_label = defaultdict(Counter)  # (sample, split) -> label -> jets
     for shard in shards:
-        for sample, file, label, n_written, n_limited in shard.rows:
+        for sample, file, label, n_written, n_limited, n_dropped in shard.rows:
             written[(sample, file)][shard.split] += n_written
             limited[(sample, file)][shard.split] += n_limited
+            dropped[(sample, file)][shard.split] += n_dropped
             by_label[(sample, shard.split)][label] += n_written
 
     report_files = []
     samples = {name: Counter() for name in sample_names}
     for spec in files:
         key, name = (spec.sample, spec.file), sample_names[spec.sample]
-        if key not in read:
+        if key not in read and key not in skipped_files:
             raise Root2Hdf5Error(f"accounting: no jets were accounted for file {spec.path}; it was not read")
         counts = read[key]
         sent = {s: counts[s] for s in split_names}
         lost = counts["jets"] - sum(counts[k] for k in COUNTS[2:]) - sum(sent.values())
         if lost:
             raise Root2Hdf5Error(f"accounting: {spec.path} read {counts['jets']} jets but {lost} are neither "
-                                 "written nor counted as not leading, cut or uncategorized")
+                                 "written nor counted as not leading, non-finite, cut or uncategorized")
         for split in split_names:
-            if sent[split] != written[key][split] + limited[key][split]:
+            if sent[split] != written[key][split] + limited[key][split] + dropped[key][split]:
                 raise Root2Hdf5Error(
                     f"accounting: {spec.path} sent {sent[split]} jets to {split} but {written[key][split]} were "
                     f"written and {limited[key][split]} dropped by limits; the shuffle lost or duplicated jets")
         entry = {"sample": name, "file": spec.file, "path": spec.path, **{k: counts[k] for k in COUNTS},
                  "limited": sum(limited[key].values()), "written": {s: written[key][s] for s in split_names}}
+        for extra in ("replaced", "no_constituents"):
+            if counts[extra]:
+                entry[extra] = counts[extra]
+        if key in skipped_files:
+            entry.update(skipped=skipped_files[key].reason, dropped=sum(dropped[key].values()))
         report_files.append(entry)
-        samples[name].update({k: counts[k] for k in COUNTS}, files=1, limited=entry["limited"], selected=sum(sent.values()),
+        samples[name].update({k: counts[k] for k in COUNTS}, files=1, limited=entry["limited"],
+                             selected=sum(sent.values()), skipped_files=int(key in skipped_files),
                              **{f"written_{s}": written[key][s] for s in split_names})
 
     report_samples = {}
     for index, name in enumerate(sample_names):
         c = samples[name]
+        if c["files"] == c["skipped_files"]:
+            raise InputError(f"sample {name!r}: all its {c['files']} file(s) were skipped as unreadable; see the "
+                             "warnings above")
         if c["selected"] == 0:
             raise InputError(f"sample {name!r}: no jets passed" +
                              (f" the selection {selection!r}" if selection else " (the input has no jets)") +
@@ -90,6 +115,8 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
         entry = {"files": c["files"], **{k: c[k] for k in COUNTS}, "limited": c["limited"],
                  "written": {s: c[f"written_{s}"] for s in split_names},
                  "labels": {s: {str(l): n for l, n in sorted(by_label[(index, s)].items())} for s in split_names}}
+        if c["skipped_files"]:
+            entry["skipped_files"] = c["skipped_files"]
         if plan is not None and plan.sum_of_weights:
             entry["sum_of_weights"] = plan.sum_of_weights[index]
             entry["weight_factor"] = plan.factors[index]
@@ -107,13 +134,16 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
     for entry in report_samples.values():
         totals.update({k: entry[k] for k in (*COUNTS, "limited")})
     totals["written"] = sum(v["jets"] for v in split_totals.values())
-    return {"samples": report_samples, "splits": split_totals, "total": dict(totals), "files": report_files}
+    report = {"samples": report_samples, "splits": split_totals, "total": dict(totals), "files": report_files}
+    if skipped_files:
+        report["skipped"] = [{"path": r.path, "reason": r.reason} for _, r in sorted(skipped_files.items())]
+    return report
 
 
 def format_report(report: dict) -> str:
     """A small table for the terminal; columns that are zero everywhere are left out."""
     splits = list(report["splits"])
-    optional = [k for k in ("uncategorized", "limited") if report["total"].get(k)]
+    optional = [k for k in ("nonfinite", "uncategorized", "limited") if report["total"].get(k)]
     header = ["sample", "files", "events", "jets", "not leading", "cut", *optional, *splits]
     rows = [[name, s["files"], s["events"], s["jets"], s["not_leading"], s["cut"], *(s[k] for k in optional),
              *(s["written"][k] for k in splits)] for name, s in report["samples"].items()]
@@ -124,6 +154,8 @@ def format_report(report: dict) -> str:
     widths = [max(len(cell(row[i])) for row in [header, *rows]) for i in range(len(header))]
     fmt = lambda row: "  ".join(cell(v).rjust(w) if i else cell(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
     lines = [fmt(header), *(fmt(r) for r in rows)]
+    for skipped in report.get("skipped", []):
+        lines.append(f"skipped {skipped['path']}: {skipped['reason']}")
     labels = {s: report["splits"][s]["labels"] for s in splits}
     if any(len(v) > 1 for v in labels.values()):
         lines.append("labels: " + "; ".join(f"{s} " + ", ".join(f"{l}: {n:,}" for l, n in v.items())

@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
+from transforms.errors import output_errors
 from transforms.batch import (Columns, JetBatch, concat_columns, decode_blocks, decode_columns, encode_columns,
                              write_columns)
 
@@ -119,7 +120,7 @@ class CutIntoPieces(beam.DoFn):
         if self.spill_dir is None:
             return Piece(columns=concat_columns(blocks))
         path = FileSystems.join(self.spill_dir, f"{uuid.uuid4().hex}.piece")
-        with FileSystems.create(path, compression_type="uncompressed") as handle:
+        with output_errors(path), FileSystems.create(path, compression_type="uncompressed") as handle:
             for block in blocks:  # back to back: no copy to join them here
                 self.spilled_bytes.inc(write_columns(handle, block))
         return Piece(path=path)
