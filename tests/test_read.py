@@ -3,7 +3,7 @@ import apache_beam as beam
 import numpy as np
 import uproot
 from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import synthetic
 from transforms.read import ReadRootRanges
@@ -44,5 +44,6 @@ def test_ranges_read_every_entry_exactly_once(ntuples):
             assert abs(sum(p[3] for p in parts) - expected[path][1]) < 1e-6 * expected[path][1]
 
     with TestPipeline() as p:
-        rows = p | ReadRootRanges(files, plan, step_size=90) | beam.Map(summarise)
-        assert_that(rows, check)
+        chunks, skipped = p | ReadRootRanges(files, plan, step_size=90)
+        assert_that(chunks | beam.Map(summarise), check)
+        assert_that(skipped, equal_to([]), label="nothing skipped")
