@@ -53,6 +53,32 @@ class SampleConfig:
 class WeightsConfig:
     branch: str | None = None
     luminosity: float = 1.0
+    method: str | None = None  # flat | match: reweight in bins of `variables`
+    variables: list[str] = field(default_factory=list)
+    bins: list[list[float]] = field(default_factory=list)
+    abs: list[bool] = field(default_factory=list)
+    target_label: int | None = None
+
+
+@dataclass
+class StatsConfig:
+    compute: bool = True
+    apply: bool = False
+
+
+@dataclass
+class ResampleConfig:
+    target: int | None = None
+    splits: list[str] = field(default_factory=lambda: ["train"])
+
+
+@dataclass
+class ModelConfig:
+    path: str
+    inputs: dict[str, str] = field(default_factory=dict)
+    output: str = "scores"
+    as_weight: bool = False
+    threads: int = 1
 
 
 @dataclass
@@ -145,6 +171,9 @@ class Config:
     jet_collections: JetCollectionsConfig | None = None
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    resample: ResampleConfig = field(default_factory=ResampleConfig)
+    model: ModelConfig | None = None
     split: SplitConfig = field(default_factory=SplitConfig)
     shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -378,6 +407,7 @@ def resolve(cfg: Config) -> Config:
 
     if cfg.limits.total_jets is not None and cfg.limits.total_jets < 1:
         raise ConfigError("limits.total_jets must be a positive number of jets")
+    _resolve_statistics(cfg)
 
     out = cfg.output
     if not out.dir or any(ord(ch) < 32 for ch in out.dir):
@@ -438,3 +468,50 @@ def _resolve_collections(cfg: Config):
         elif len(branches) != len(jc.fields):
             raise ConfigError(f"jet_collections.collections.{name}: {len(branches)} branches for "
                               f"{len(jc.fields)} fields {jc.fields}")
+
+
+OUTPUT_DATASETS = ("constituents", "mask", "jets", "jet_collections", "labels", "weights", "event_number", "source")
+
+
+def _resolve_statistics(cfg: Config):
+    w = cfg.weights
+    if w.method is not None:
+        if w.method not in ("flat", "match"):
+            raise ConfigError(f"weights.method: {w.method!r} is not one of flat, match")
+        if not 1 <= len(w.variables) <= 2:
+            raise ConfigError("weights.variables: give one or two jet features to bin in (e.g. [jet_pt] or "
+                              "[jet_pt, jet_eta])")
+        if len(w.bins) != len(w.variables) or any(len(edges) < 2 for edges in w.bins):
+            raise ConfigError("weights.bins: give a list of bin edges (at least two) for each variable")
+        for edges, name in zip(w.bins, w.variables):
+            if any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ConfigError(f"weights.bins for {name}: edges must increase")
+        w.abs = w.abs or [False] * len(w.variables)
+        if len(w.abs) != len(w.variables):
+            raise ConfigError("weights.abs: one true/false per variable")
+        if w.method == "match" and w.target_label is None:
+            raise ConfigError("weights.method match needs weights.target_label (the class others follow)")
+    elif w.variables or w.bins:
+        raise ConfigError("weights.variables/bins need weights.method (flat or match)")
+    r = cfg.resample
+    if r.target is not None:
+        if r.target < 1:
+            raise ConfigError("resample.target must be a positive number of jets")
+        bad = [s for s in r.splits if s not in SPLITS]
+        if bad or not r.splits:
+            raise ConfigError(f"resample.splits: {bad or r.splits} are not splits ({', '.join(SPLITS)})")
+    m = cfg.model
+    if m is not None:
+        if not m.path.endswith(".onnx"):
+            raise ConfigError(f"model.path: {m.path!r} is not an .onnx file")
+        if m.output in OUTPUT_DATASETS:
+            raise ConfigError(f"model.output: {m.output!r} is already a dataset name")
+        for name, dataset in m.inputs.items():
+            if dataset not in ("constituents", "mask", "jets", "jet_collections"):
+                raise ConfigError(f"model.inputs.{name}: {dataset!r} is not a feature dataset "
+                                  "(constituents, mask, jets, jet_collections)")
+        if m.as_weight and r.target is not None:
+            raise ConfigError("model.as_weight cannot be combined with resample (the draw needs the weights "
+                              "before the model has run)")
+        if m.threads < 1:
+            raise ConfigError("model.threads must be at least 1")

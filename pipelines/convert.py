@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,11 +25,15 @@ from pipelines.config import SPLITS, Config
 from pipelines.runner import make_pipeline
 from transforms.composition import Composition
 from transforms.constituents import PadConstituents
-from transforms.errors import InputError, OutputError
+from transforms.errors import ConfigError, InputError, OutputError
 from transforms.finite import CheckFinite, SplitBatches
 from transforms.flatten import FlattenJets
-from transforms.hdf5_sink import (SHARDS_DIR, SUMMARY, TMP_PREFIX, DatasetSpec, SinkSpec, WriteShuffledHdf5,
-                                  children)
+from transforms.finalize import SHARDS_DIR, SUMMARY, TMP_PREFIX, SinkSpec
+from transforms.finish import FinishSpec
+from transforms.hdf5_files import DatasetSpec, Storage, children
+from transforms.hdf5_sink import WriteShuffledHdf5
+from transforms.model_scores import ModelSpec, fingerprint
+from transforms.reweight import ReweightSpec
 from transforms.label import Labeling, LabelJets
 from transforms.preprocess import JetCollections, Preprocess, PreprocessSpec
 from transforms.read import ReadRootRanges
@@ -103,7 +108,46 @@ def output_datasets(cfg: Config, features: dict[str, list[str]]) -> list[Dataset
         DatasetSpec("event_number", "int64"),
         DatasetSpec("source", "int64", (4,), (("columns", SOURCE_COLUMNS),)),
     ]
+    if cfg.model is not None and not cfg.model.as_weight:
+        datasets.append(DatasetSpec(cfg.model.output, "float32", model_output_shape(cfg.model.path),
+                                    (("model", os.path.basename(cfg.model.path)),
+                                     ("model_sha256", fingerprint(cfg.model.path)))))
     return datasets
+
+
+def model_output_shape(path: str) -> tuple[int, ...]:
+    """Per-jet shape of the model's first output: () for one score per jet, (K,) for K."""
+    import onnxruntime as ort
+
+    with FileSystems.open(path) as handle:
+        session = ort.InferenceSession(handle.read(), providers=["CPUExecutionProvider"])
+    shape = session.get_outputs()[0].shape
+    return () if len(shape) < 2 or shape[1] in (1, None) or isinstance(shape[1], str) else (int(shape[1]),)
+
+
+def finish_spec(cfg: Config, features: dict[str, list[str]]) -> FinishSpec:
+    w = cfg.weights
+    reweight = ReweightSpec()
+    if w.method:
+        missing = [v for v in w.variables if v not in features["jets"]]
+        if missing:
+            raise ConfigError(f"weights.variables: {missing} are not jet features (jet features: {features['jets']})")
+        reweight = ReweightSpec(w.method, tuple(features["jets"].index(v) for v in w.variables),
+                                tuple(tuple(edges) for edges in w.bins), tuple(w.abs), w.target_label)
+    resample = ()
+    if cfg.resample.target is not None:  # the target is shared by the splits in proportion to their fractions
+        fractions = cfg.split.fractions()
+        listed = [s for s in cfg.resample.splits if s in cfg.shuffle.shards_per_split]
+        total = sum(fractions[s] for s in listed)
+        resample = tuple((s, round(cfg.resample.target * fractions[s] / total)) for s in listed)
+    return FinishSpec(reweight=reweight, resample=resample, standardize=cfg.stats.apply,
+                      model_output=cfg.model.output if cfg.model else None,
+                      model_as_weight=bool(cfg.model and cfg.model.as_weight), seed=cfg.shuffle.seed)
+
+
+def model_spec(cfg: Config) -> ModelSpec | None:
+    m = cfg.model
+    return None if m is None else ModelSpec(m.path, tuple(m.inputs.items()), m.output, m.as_weight, m.threads)
 
 
 def package_versions() -> str:
@@ -140,8 +184,9 @@ def build(pipeline: beam.Pipeline, cfg: Config, files: list[InputFile], sink: Si
             by_event_number=inp.event_number is not None, sample_names=[s.name for s in cfg.samples]))
         .with_outputs("stats", main="batches")
     )
-    return routed | "WriteHdf5" >> WriteShuffledHdf5(sink, stats, spill=cfg.shuffle.mode == "spill",
-                                                     composition=composition(cfg), skipped=skipped)
+    return routed | "WriteHdf5" >> WriteShuffledHdf5(
+        sink, stats, spill=cfg.shuffle.mode == "spill", composition=composition(cfg), skipped=skipped,
+        finish=finish_spec(cfg, sink.features), model=model_spec(cfg))
 
 
 def check_inputs(cfg: Config, files: list[InputFile]) -> None:
@@ -220,8 +265,10 @@ def make_sink(cfg: Config, files: list[InputFile], features: dict[str, list[str]
         out_dir=out.path, tmp_dir=out.tmp, datasets=output_datasets(cfg, features),
         shards=dict(cfg.shuffle.shards_per_split), split_names=list(SPLITS),
         sample_names=[s.name for s in cfg.samples], files=files, file_attrs=file_attrs,
-        compression=cfg.output.compression, compression_level=cfg.output.compression_level,
-        chunk_jets=cfg.output.chunk_jets, overwrite=overwrite, selection=cfg.input.selection)
+        storage=Storage(cfg.output.compression, cfg.output.compression_level, cfg.output.chunk_jets),
+        overwrite=overwrite, selection=cfg.input.selection, features=features,
+        collections=list(cfg.jet_collections.collections) if cfg.jet_collections else [],
+        stats=cfg.stats.compute or cfg.stats.apply, standardized=cfg.stats.apply)
 
 
 def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False) -> dict:
@@ -231,6 +278,7 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     log.info("%d input files in %d samples", len(files), len(cfg.samples))
     check_inputs(cfg, files)
     features = preprocess_spec(cfg).feature_names()  # fails fast on a broken preprocessing function
+    finish_spec(cfg, features)  # and on reweighting variables that are not features
     out = prepare_output(cfg.output.dir, overwrite)
     sink = make_sink(cfg, files, features, out, overwrite)
     log.info("constituent features: %s", features.get("constituents", []))

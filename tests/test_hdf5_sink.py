@@ -6,16 +6,16 @@ import h5py
 import numpy as np
 import pytest
 
-from transforms.hdf5_sink import DatasetSpec, SinkSpec, write_jets_file, write_split_file
+from transforms.finalize import SinkSpec
+from transforms.hdf5_files import DatasetSpec, Storage, read_jets_file, write_jets_file, write_split_file
 
 DATASETS = [DatasetSpec("constituents", "float32", (5, 2), (("features", ["a", "b"]),)),
             DatasetSpec("mask", "bool", (5,)), DatasetSpec("labels", "int32"),
             DatasetSpec("source", "int64", (4,)), DatasetSpec("weights", "float32")]
 
 
-def spec(**kw):
-    return SinkSpec(out_dir="o", tmp_dir="t", datasets=DATASETS, shards={"train": 2}, split_names=["train"],
-                    sample_names=["s"], file_attrs={"config": "{}"}, chunk_jets=4, **kw)
+STORE = Storage(chunk_jets=4)
+ATTRS = {"config": "{}"}
 
 
 def columns(n, seed):
@@ -29,7 +29,7 @@ def columns(n, seed):
 def test_shard_contract(tmp_path, compression):
     cols = columns(10, 0)
     path = tmp_path / "s.h5"
-    write_jets_file(str(path), cols, spec(compression=compression), {"split": "train"})
+    write_jets_file(str(path), cols, DATASETS, Storage(compression, chunk_jets=4), {**ATTRS, "split": "train"})
     with h5py.File(path) as f:
         assert f.attrs["num_jets"] == 10 and f.attrs["split"] == "train" and f.attrs["config"] == "{}"
         assert list(f["constituents"].attrs["features"]) == ["a", "b"]
@@ -46,9 +46,9 @@ def test_split_file_reads_as_one_dataset_and_survives_a_move(tmp_path):
     parts = [columns(7, 1), columns(0, 2), columns(5, 3)]
     members = []
     for i, cols in enumerate(parts):
-        write_jets_file(str(out / "shards" / f"p{i}.h5"), cols, spec(), {})
+        write_jets_file(str(out / "shards" / f"p{i}.h5"), cols, DATASETS, STORE, ATTRS)
         members.append((f"shards/p{i}.h5", len(cols["labels"])))
-    write_split_file(str(out / "train.h5"), members, spec(), {"split": "train"})
+    write_split_file(str(out / "train.h5"), members, DATASETS, STORE, {**ATTRS, "split": "train"})
     moved = tmp_path / "elsewhere"
     shutil.move(str(out), str(moved))
     cwd = os.getcwd()
@@ -64,15 +64,15 @@ def test_split_file_reads_as_one_dataset_and_survives_a_move(tmp_path):
 
 def test_a_missing_shard_reads_as_fill_values_not_numbers(tmp_path):
     (tmp_path / "shards").mkdir()
-    write_jets_file(str(tmp_path / "shards" / "p0.h5"), columns(3, 1), spec(), {})
-    write_split_file(str(tmp_path / "train.h5"), [("shards/p0.h5", 3), ("shards/gone.h5", 2)], spec(), {})
+    write_jets_file(str(tmp_path / "shards" / "p0.h5"), columns(3, 1), DATASETS, STORE, ATTRS)
+    write_split_file(str(tmp_path / "train.h5"), [("shards/p0.h5", 3), ("shards/gone.h5", 2)], DATASETS, STORE, ATTRS)
     with h5py.File(tmp_path / "train.h5") as f:
         assert np.all(np.isnan(f["constituents"][3:]))
         assert np.all(f["labels"][3:] == -1)
 
 
 def test_empty_split_file(tmp_path):
-    write_split_file(str(tmp_path / "val.h5"), [], spec(), {})
+    write_split_file(str(tmp_path / "val.h5"), [], DATASETS, STORE, ATTRS)
     with h5py.File(tmp_path / "val.h5") as f:
         assert f["constituents"].shape == (0, 5, 2) and f.attrs["num_jets"] == 0
 
@@ -80,10 +80,12 @@ def test_empty_split_file(tmp_path):
 def test_same_content_same_bytes(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name / "shards").mkdir(parents=True)
-        write_jets_file(str(tmp_path / name / "shards" / "p.h5"), columns(9, 4), spec(), {})
-        write_split_file(str(tmp_path / name / "train.h5"), [("shards/p.h5", 9)], spec(), {})
+        write_jets_file(str(tmp_path / name / "shards" / "p.h5"), columns(9, 4), DATASETS, STORE, ATTRS)
+        write_split_file(str(tmp_path / name / "train.h5"), [("shards/p.h5", 9)], DATASETS, STORE, ATTRS)
     for rel in ("shards/p.h5", "train.h5"):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    back = read_jets_file(str(tmp_path / "a" / "train.h5"), ["labels", "constituents"])
+    np.testing.assert_array_equal(back["labels"], columns(9, 4)["labels"])
 
 
 def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
@@ -102,7 +104,8 @@ def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
         (tmp / sub).mkdir(parents=True)
     sink = SinkSpec(out_dir=str(out), tmp_dir=str(tmp), datasets=DATASETS, shards={"train": 2, "test": 1},
                     split_names=["train", "val", "test"], sample_names=["s"],
-                    files=[InputFile(0, 0, "a.root", "t"), InputFile(0, 1, "b.root", "t")], chunk_jets=4)
+                    files=[InputFile(0, 0, "a.root", "t"), InputFile(0, 1, "b.root", "t")], storage=STORE,
+                    features={"constituents": ["a", "b"]})
     batches, stats, expected = [], [], {}
     for f in range(2):
         cols = columns(20, f)
@@ -125,7 +128,7 @@ def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
     with TestPipeline() as p:
         s = p | "Stats" >> beam.Create(stats)
         assert_that(p | beam.Create(batches) | WriteShuffledHdf5(sink, s, spill=True), check)
-    assert sorted(os.listdir(out)) == ["shards", "summary.json", "test.h5", "train.h5"]
+    assert sorted(os.listdir(out)) == ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5"]
     assert sorted(os.listdir(out / "shards")) == ["test-00000-of-00001.h5", "train-00000-of-00002.h5",
                                                   "train-00001-of-00002.h5"]
     for split in ("train", "test"):

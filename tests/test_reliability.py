@@ -24,7 +24,7 @@ from tests.reference import read_output
 from tests.test_pipeline import _by_source, _digests
 from transforms.errors import InputError, OutputError, Root2Hdf5Error
 
-FINAL = ["shards", "summary.json", "test.h5", "train.h5", "val.h5"]
+FINAL = ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,9 @@ class ShardResult:
     path: str
     num_jets: int
     rows: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
+    histograms: object = None  # transforms.reweight.Histograms, for reweighting and resampling
+    moments: dict | None = None  # transforms.moments.Moments per dataset (training shards)
+    resampled_from: int | None = None  # jets the shard held before resampling
 
 
 def build_report(stats, shards: list[ShardResult], files, sample_names: list[str], split_names: list[str],
@@ -130,6 +133,9 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
         split_totals[split] = {"jets": sum(s.num_jets for s in shards if s.split == split),
                                "shards": sum(1 for s in shards if s.split == split),
                                "labels": {str(l): n for l, n in sorted(labels.items())}}
+        resampled = [s for s in shards if s.split == split and s.resampled_from is not None]
+        if resampled:  # the labels above count the jets before the draw
+            split_totals[split]["resampled_from"] = sum(s.resampled_from for s in resampled)
     totals = Counter()
     for entry in report_samples.values():
         totals.update({k: entry[k] for k in (*COUNTS, "limited")})
@@ -149,13 +155,17 @@ def format_report(report: dict) -> str:
              *(s["written"][k] for k in splits)] for name, s in report["samples"].items()]
     t = report["total"]
     rows.append(["total", sum(r[1] for r in rows), t["events"], t["jets"], t["not_leading"], t["cut"],
-                 *(t[k] for k in optional), *(report["splits"][k]["jets"] for k in splits)])
+                 *(t[k] for k in optional), *(report["splits"][k].get("resampled_from", report["splits"][k]["jets"])
+                                              for k in splits)])
     cell = lambda v: f"{v:,}" if isinstance(v, int) else str(v)
     widths = [max(len(cell(row[i])) for row in [header, *rows]) for i in range(len(header))]
     fmt = lambda row: "  ".join(cell(v).rjust(w) if i else cell(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
     lines = [fmt(header), *(fmt(r) for r in rows)]
     for skipped in report.get("skipped", []):
         lines.append(f"skipped {skipped['path']}: {skipped['reason']}")
+    for split, info in report["splits"].items():
+        if "resampled_from" in info:
+            lines.append(f"{split}: resampled to {info['jets']:,} jets drawn from {info['resampled_from']:,}")
     labels = {s: report["splits"][s]["labels"] for s in splits}
     if any(len(v) > 1 for v in labels.values()):
         lines.append("labels: " + "; ".join(f"{s} " + ", ".join(f"{l}: {n:,}" for l, n in v.items())
