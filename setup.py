@@ -20,8 +20,9 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "test": ["pytest>=7", "xrootd>=5.6", "fsspec-xrootd>=0.3"],
+        "test": ["pytest>=7", "xrootd>=5.6", "fsspec-xrootd>=0.3", "onnx>=1.14", "onnxruntime>=1.16"],
         "xrootd": ["xrootd>=5.6", "fsspec-xrootd>=0.3"],  # root:// inputs
+        "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],  # model: scores or weights from an ONNX model
     },
     entry_points={"console_scripts": ["root2hdf5=pipelines.cli:main"]},
 )

@@ -41,11 +41,17 @@ def _handler_class():
         first output for every jet of the shard."""
 
         def __init__(self, spec: ModelSpec):
+            super().__init__(spec.path, providers=["CPUExecutionProvider"], inference_fn=run_whole,
+                             max_batch_size=1)
+            self._threads = spec.threads
+
+        def load_model(self):
+            # built on the worker: SessionOptions cannot be pickled with the pipeline
             options = ort.SessionOptions()
-            options.intra_op_num_threads = spec.threads
+            options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
-            super().__init__(spec.path, session_options=options, providers=["CPUExecutionProvider"],
-                             inference_fn=run_whole, max_batch_size=1)
+            self._session_options = options
+            return super().load_model()
 
         def get_num_bytes(self, batch) -> int:
             return sum(array.nbytes for element in batch for array in element.values())
