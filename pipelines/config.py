@@ -156,6 +156,10 @@ class ShuffleConfig:
 @dataclass
 class OutputConfig:
     dir: str = "out"
+    format: str = "hdf5"
+    layout: str = "plain"
+    constituents_name: str = "consts"
+    parquet_constituents: str = "jagged"
     compression: str = "lzf"
     compression_level: int | None = None
     chunk_jets: int = 256
@@ -331,16 +335,13 @@ def resolve(cfg: Config) -> Config:
             raise ConfigError(f"samples: name {s.name!r} is used twice")
         if not s.files:
             raise ConfigError(f"samples.{s.name}.files: no input files given")
-    if inp.layout not in LAYOUTS:
-        raise ConfigError(f"input.layout: {inp.layout!r} is not one of {', '.join(LAYOUTS)}")
+    _one_of("input.layout", inp.layout, LAYOUTS)
     if inp.leading_jets < 1:
         raise ConfigError("input.leading_jets must be at least 1")
     if inp.step_size < 1:
         raise ConfigError("input.step_size must be a positive number of entries")
-    if inp.on_nonfinite not in ("fail", "drop", "replace"):
-        raise ConfigError(f"input.on_nonfinite: {inp.on_nonfinite!r} is not one of fail, drop, replace")
-    if inp.on_error not in ("fail", "skip"):
-        raise ConfigError(f"input.on_error: {inp.on_error!r} is not one of fail, skip")
+    _one_of("input.on_nonfinite", inp.on_nonfinite, ("fail", "drop", "replace"))
+    _one_of("input.on_error", inp.on_error, ("fail", "skip"))
     if not inp.jet_branches and not inp.constituent_branches:
         raise ConfigError("input: give jet_branches and/or constituent_branches")
     if inp.layout == "jets" and not inp.event_number:
@@ -396,8 +397,7 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError(f"split: fractions must be non-negative and add up to 1, got {fractions}")
 
     sh = cfg.shuffle
-    if sh.mode not in SHUFFLE_MODES:
-        raise ConfigError(f"shuffle.mode: {sh.mode!r} is not one of {', '.join(SHUFFLE_MODES)}")
+    _one_of("shuffle.mode", sh.mode, SHUFFLE_MODES)
     if not 1 <= sh.shards < 1 << 28:
         raise ConfigError("shuffle.shards must be between 1 and 2**28")
     if not sh.shards_per_split:
@@ -412,8 +412,14 @@ def resolve(cfg: Config) -> Config:
     out = cfg.output
     if not out.dir or any(ord(ch) < 32 for ch in out.dir):
         raise ConfigError(f"output.dir: {out.dir!r} is not a usable path")
-    if out.compression not in COMPRESSIONS:
-        raise ConfigError(f"output.compression: {out.compression!r} is not one of {', '.join(COMPRESSIONS)}")
+    _one_of("output.format", out.format, ("hdf5", "parquet"))
+    _one_of("output.layout", out.layout, ("plain", "ftag"))
+    if out.layout == "ftag" and out.format != "hdf5":
+        raise ConfigError("output.layout ftag is an HDF5 layout; use output.format hdf5")
+    _one_of("output.parquet_constituents", out.parquet_constituents, ("jagged", "padded"))
+    if not _NAME.match(out.constituents_name) or out.constituents_name == "jets":
+        raise ConfigError(f"output.constituents_name: {out.constituents_name!r} is not a usable dataset name")
+    _one_of("output.compression", out.compression, COMPRESSIONS)
     if out.chunk_jets < 1:
         raise ConfigError("output.chunk_jets must be at least 1")
     return cfg
@@ -473,11 +479,20 @@ def _resolve_collections(cfg: Config):
 OUTPUT_DATASETS = ("constituents", "mask", "jets", "jet_collections", "labels", "weights", "event_number", "source")
 
 
+def _one_of(key: str, value, options) -> None:
+    """Fail with the key, the valid values and, for a near miss, the closest one."""
+    options = [str(o) for o in options]
+    if value in options:
+        return
+    close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"{key}: {value!r} is not one of {', '.join(options)}{hint}")
+
+
 def _resolve_statistics(cfg: Config):
     w = cfg.weights
     if w.method is not None:
-        if w.method not in ("flat", "match"):
-            raise ConfigError(f"weights.method: {w.method!r} is not one of flat, match")
+        _one_of("weights.method", w.method, ("flat", "match"))
         if not 1 <= len(w.variables) <= 2:
             raise ConfigError("weights.variables: give one or two jet features to bin in (e.g. [jet_pt] or "
                               "[jet_pt, jet_eta])")

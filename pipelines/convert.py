@@ -30,6 +30,7 @@ from transforms.finite import CheckFinite, SplitBatches
 from transforms.flatten import FlattenJets
 from transforms.finalize import SHARDS_DIR, SUMMARY, TMP_PREFIX, SinkSpec
 from transforms.finish import FinishSpec
+from transforms.formats import ColumnSpec, Hdf5Format, ParquetFormat
 from transforms.hdf5_files import DatasetSpec, Storage, children
 from transforms.hdf5_sink import WriteShuffledHdf5
 from transforms.model_scores import ModelSpec, fingerprint
@@ -261,14 +262,25 @@ def make_sink(cfg: Config, files: list[InputFile], features: dict[str, list[str]
                                 "categories": {c.name: c.label for c in s.categories}} for s in cfg.samples]),
         "source_files": json.dumps([[f.path for f in files if f.sample == i] for i in range(len(cfg.samples))]),
     }
+    datasets = output_datasets(cfg, features)
     return SinkSpec(
-        out_dir=out.path, tmp_dir=out.tmp, datasets=output_datasets(cfg, features),
+        out_dir=out.path, tmp_dir=out.tmp, datasets=datasets, format=output_format(cfg, datasets, features),
         shards=dict(cfg.shuffle.shards_per_split), split_names=list(SPLITS),
         sample_names=[s.name for s in cfg.samples], files=files, file_attrs=file_attrs,
-        storage=Storage(cfg.output.compression, cfg.output.compression_level, cfg.output.chunk_jets),
         overwrite=overwrite, selection=cfg.input.selection, features=features,
         collections=list(cfg.jet_collections.collections) if cfg.jet_collections else [],
         stats=cfg.stats.compute or cfg.stats.apply, standardized=cfg.stats.apply)
+
+
+def output_format(cfg: Config, datasets: list[DatasetSpec], features: dict[str, list[str]]):
+    out = cfg.output
+    columns = ColumnSpec(tuple(datasets), features,
+                         tuple(cfg.jet_collections.collections) if cfg.jet_collections else (),
+                         cfg.model.output if cfg.model and not cfg.model.as_weight else None)
+    if out.format == "parquet":
+        return ParquetFormat(columns, out.compression, out.parquet_constituents == "padded", out.chunk_jets)
+    return Hdf5Format(columns, Storage(out.compression, out.compression_level, out.chunk_jets), out.layout,
+                      out.constituents_name)
 
 
 def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False) -> dict:
@@ -279,6 +291,7 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     check_inputs(cfg, files)
     features = preprocess_spec(cfg).feature_names()  # fails fast on a broken preprocessing function
     finish_spec(cfg, features)  # and on reweighting variables that are not features
+    output_format(cfg, output_datasets(cfg, features), features)  # and on clashing FTAG field names
     out = prepare_output(cfg.output.dir, overwrite)
     sink = make_sink(cfg, files, features, out, overwrite)
     log.info("constituent features: %s", features.get("constituents", []))

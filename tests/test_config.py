@@ -64,6 +64,11 @@ def test_shards_spread_over_splits_in_proportion():
     ({"input__selection": "jet_pt >"}, "not a valid expression"),
     ({"constituents__sort_by": "jet_pt"}, "not one of input.constituent_branches"),
     ({"shuffle__mode": "fast"}, "not one of spill, engine"),
+    ({"output__format": "parqet"}, "output.format: 'parqet' is not one of hdf5, parquet; did you mean 'parquet'"),
+    ({"output__layout": "FTAG"}, "output.layout: 'FTAG' is not one of plain, ftag$"),
+    ({"output__format": "parquet", "output__layout": "ftag"}, "ftag is an HDF5 layout"),
+    ({"output__parquet_constituents": "padding"}, "did you mean 'padded'"),
+    ({"output__constituents_name": "jets"}, "not a usable dataset name"),
 ])
 def test_invalid_values(extra, message):
     with pytest.raises(ConfigError, match=message):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from transforms.finalize import SinkSpec
+from transforms.formats import ColumnSpec, Hdf5Format
 from transforms.hdf5_files import DatasetSpec, Storage, read_jets_file, write_jets_file, write_split_file
 
 DATASETS = [DatasetSpec("constituents", "float32", (5, 2), (("features", ["a", "b"]),)),
@@ -104,7 +105,8 @@ def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
         (tmp / sub).mkdir(parents=True)
     sink = SinkSpec(out_dir=str(out), tmp_dir=str(tmp), datasets=DATASETS, shards={"train": 2, "test": 1},
                     split_names=["train", "val", "test"], sample_names=["s"],
-                    files=[InputFile(0, 0, "a.root", "t"), InputFile(0, 1, "b.root", "t")], storage=STORE,
+                    files=[InputFile(0, 0, "a.root", "t"), InputFile(0, 1, "b.root", "t")],
+                    format=Hdf5Format(ColumnSpec(tuple(DATASETS), {"constituents": ["a", "b"]}), STORE),
                     features={"constituents": ["a", "b"]})
     batches, stats, expected = [], [], {}
     for f in range(2):

@@ -34,8 +34,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.errors import OutputError, Root2Hdf5Error, output_errors
-from transforms.hdf5_files import (DatasetSpec, Storage, children, exists, files_in, write_jets_file,
-                                   write_split_file, write_via_local)
+from transforms.hdf5_files import DatasetSpec, children, exists, files_in
 from transforms.moments import norm_dict
 from transforms.report import ShardResult, build_report
 
@@ -46,8 +45,16 @@ TMP_PREFIX = ".root2hdf5-tmp-"
 SHARDS_DIR = "shards"
 
 
-def shard_name(split: str, shard: int, count: int) -> str:
-    return f"{split}-{shard:05d}-of-{count:05d}.h5"
+def shard_name(split: str, shard: int, count: int, extension: str = ".h5") -> str:
+    return f"{split}-{shard:05d}-of-{count:05d}{extension}"
+
+
+def published_shard(split: str, shard: int, count: int, fmt) -> str:
+    """Where a shard ends up, relative to the output directory: shards/train-00000-of-00006.h5 next to
+    the split files, or train/part-00000-of-00006.parquet in the split's directory."""
+    if fmt.split_files:
+        return f"{SHARDS_DIR}/{shard_name(split, shard, count, fmt.extension)}"
+    return f"{split}/part-{shard:05d}-of-{count:05d}{fmt.extension}"
 
 
 @dataclass
@@ -55,7 +62,8 @@ class SinkSpec:
     """Where and how the sink writes.
 
     out_dir / tmp_dir: final and temporary directories (any Beam filesystem path).
-    datasets: output datasets in file order.
+    datasets: the plain output columns, in order (what the pipeline produces).
+    format: how they are written (transforms.formats).
     shards: number of shards per split, for splits that get jets.
     file_attrs: attributes written on every file (resolved config, versions ...).
     """
@@ -63,12 +71,12 @@ class SinkSpec:
     out_dir: str
     tmp_dir: str
     datasets: list[DatasetSpec]
+    format: object
     shards: dict[str, int]
     split_names: list[str]
     sample_names: list[str]
     files: list = field(default_factory=list)
     file_attrs: dict = field(default_factory=dict)
-    storage: Storage = field(default_factory=Storage)
     overwrite: bool = False
     selection: str | None = None
     features: dict = field(default_factory=dict)  # dataset -> feature names
@@ -120,19 +128,20 @@ class Finalize(beam.DoFn):
         if norm is not None:
             report["stats"] = {"file": NORM, "over": "train", "standardized": spec.standardized}
 
-        names = [shard_name(r.split, r.shard, spec.shards[r.split]) for r in results]
+        fmt = spec.format
+        names = [published_shard(r.split, r.shard, spec.shards[r.split], fmt) for r in results]
         for result, name in zip(results, names):
-            _rename(result.path, FileSystems.join(staged_shards, name))
+            _rename(result.path, FileSystems.join(staged_shards, name.replace("/", "--")))
         statistics = {name: {"mean": moments[name].mean, "std": moments[name].std} for name in moments or {}} \
             if spec.stats else {}
-        for split in spec.shards:
-            members = [(f"{SHARDS_DIR}/{name}", r.num_jets) for r, name in zip(results, names) if r.split == split]
-            attrs = {**spec.file_attrs, "split": split, "num_shards": spec.shards[split],
-                     "standardized": spec.standardized}
-            write_via_local(FileSystems.join(staging, f"{split}.h5"),
-                            lambda local: write_split_file(local, members, spec.datasets, spec.storage, attrs,
-                                                           statistics))
-        published = [f"{split}.h5" for split in spec.shards]
+        published = []
+        if fmt.split_files:
+            for split in spec.shards:
+                members = [(name, r.num_jets) for r, name in zip(results, names) if r.split == split]
+                attrs = {**spec.file_attrs, "split": split, "num_shards": spec.shards[split],
+                         "standardized": spec.standardized}
+                fmt.write_split(FileSystems.join(staging, f"{split}.h5"), members, attrs, statistics)
+                published.append(f"{split}.h5")
         if norm is not None:
             _write_text(FileSystems.join(staging, NORM), yaml.safe_dump(norm, sort_keys=False))
             published.append(NORM)
@@ -140,10 +149,11 @@ class Finalize(beam.DoFn):
         published.append(SUMMARY)
 
         self._move_previous_away(out, tmp)
-        if not exists(FileSystems.join(out, SHARDS_DIR)):
-            FileSystems.mkdirs(FileSystems.join(out, SHARDS_DIR))
+        for folder in sorted({name.rsplit("/", 1)[0] for name in names}):
+            if not exists(FileSystems.join(out, folder)):
+                FileSystems.mkdirs(FileSystems.join(out, folder))
         for name in names:
-            _rename(FileSystems.join(staged_shards, name), FileSystems.join(out, SHARDS_DIR, name))
+            _rename(FileSystems.join(staged_shards, name.replace("/", "--")), FileSystems.join(out, *name.split("/")))
         for name in published:  # summary.json last
             _rename(FileSystems.join(staging, name), FileSystems.join(out, name))
         stale = [p for p in children(out) if p.rstrip("/").rsplit("/", 1)[-1].startswith(TMP_PREFIX)
@@ -159,9 +169,10 @@ class Finalize(beam.DoFn):
         for split, count in spec.shards.items():
             for shard in range(count):
                 if (split, shard) not in present:
-                    path = FileSystems.join(spec.tmp_dir, SHARDS_DIR, shard_name(split, shard, count) + ".empty")
+                    path = FileSystems.join(spec.tmp_dir, SHARDS_DIR,
+                                            shard_name(split, shard, count, spec.format.extension) + ".empty")
                     attrs = {**spec.file_attrs, "split": split, "shard": shard, "num_shards": count}
-                    write_via_local(path, lambda local: write_jets_file(local, {}, spec.datasets, spec.storage, attrs))
+                    spec.format.write_empty(path, attrs)
                     results.append(ShardResult(split, shard, path, 0, []))
         return sorted(results, key=lambda r: (spec.split_names.index(r.split), r.shard))
 
@@ -172,6 +183,8 @@ class Finalize(beam.DoFn):
         previous = [FileSystems.join(out, name) for name in
                     [f"{s}.h5" for s in self.spec.split_names] + [NORM, SUMMARY]]
         previous = [p for p in previous if exists(p)] + files_in(FileSystems.join(out, SHARDS_DIR))
+        for split in self.spec.split_names:  # Parquet parts
+            previous += [p for p in files_in(FileSystems.join(out, split)) if p.endswith(".parquet")]
         if previous and not self.spec.overwrite:
             raise OutputError(f"{out} received results from another run while this one was writing "
                               f"(e.g. {previous[0]}); nothing was replaced")

@@ -106,7 +106,7 @@ def write_jets_file(path: str, columns: Columns, datasets: list[DatasetSpec], st
                     attrs: dict, dataset_attrs: dict | None = None) -> None:
     """A regular HDF5 file with the `datasets` (those in `columns`, or all of them empty when `columns` is
     empty), chunked by jets; file attributes `attrs` plus num_jets."""
-    n = len(columns["labels"]) if columns else 0
+    n = next((len(columns[ds.name]) for ds in datasets if ds.name in columns), 0)
     with h5py.File(path, "w") as handle:
         _attrs(handle, {**attrs, "num_jets": n})
         for ds in datasets:
@@ -128,7 +128,7 @@ class _UntimedLayout(h5py.VirtualLayout):
 
 
 def write_split_file(path: str, shards: list[tuple[str, int]], datasets: list[DatasetSpec], storage: Storage,
-                     attrs: dict, dataset_attrs: dict | None = None) -> None:
+                     attrs: dict, dataset_attrs: dict | None = None, fills: dict | None = None) -> None:
     """One file presenting the shards [(relative path, jets)] as one dataset each (HDF5 virtual datasets).
 
     Source paths are relative to the split file, so the output directory can be moved or copied whole;
@@ -149,7 +149,7 @@ def write_split_file(path: str, shards: list[tuple[str, int]], datasets: list[Da
             for rel, n in shards:
                 layout[start:start + n] = h5py.VirtualSource(rel, ds.name, shape=(n, *ds.shape))
                 start += n
-            dataset = handle.create_virtual_dataset(ds.name, layout, fillvalue=ds.fill)
+            dataset = handle.create_virtual_dataset(ds.name, layout, fillvalue=(fills or {}).get(ds.name, ds.fill))
             _attrs(dataset, ds.attrs)
             _attrs(dataset, extra.get(ds.name, {}))
 

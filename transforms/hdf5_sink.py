@@ -22,7 +22,6 @@ from transforms import faults
 from transforms.composition import Composition, WritePlan, apply_quotas, make_plan
 from transforms.finalize import SHARDS_DIR, Finalize, SinkSpec, shard_name
 from transforms.finish import FinishShard, FinishSpec, make_plan as make_finish_plan
-from transforms.hdf5_files import read_jets_file, write_jets_file, write_via_local
 from transforms.model_scores import ModelScores, ModelSpec
 from transforms.moments import MomentsCombineFn, shard_moments
 from transforms.report import ShardResult
@@ -33,13 +32,12 @@ log = logging.getLogger("root2hdf5")
 
 
 def _temporary_shard(spec: SinkSpec, split: str, shard: int) -> str:
-    name = shard_name(split, shard, spec.shards[split])
+    name = shard_name(split, shard, spec.shards[split], spec.format.extension)
     return FileSystems.join(spec.tmp_dir, SHARDS_DIR, f"{name}.{uuid.uuid4().hex[:12]}")
 
 
 def _write_shard(spec: SinkSpec, path: str, columns, attrs: dict) -> None:
-    attrs = {**spec.file_attrs, **attrs, "num_shards": spec.shards[attrs["split"]]}
-    write_via_local(path, lambda local: write_jets_file(local, columns, spec.datasets, spec.storage, attrs))
+    spec.format.write(path, columns, {**spec.file_attrs, **attrs, "num_shards": spec.shards[attrs["split"]]})
 
 
 class WriteShard(beam.DoFn):
@@ -165,7 +163,7 @@ class WriteShuffledHdf5(beam.PTransform):
         spec, finish = self.spec, self.finish
         finish_plan = (results | "CollectForPlan" >> beam.combiners.ToList()
                        | "PlanFinish" >> beam.Map(make_finish_plan, finish, spec.split_names))
-        read = _reader
+        read = _Reader(spec)
         source = results
         if self.model is not None:
             scores = results | "Model" >> ModelScores(self.model, read)
@@ -176,8 +174,13 @@ class WriteShuffledHdf5(beam.PTransform):
             plan=beam.pvalue.AsSingleton(finish_plan), moments=beam.pvalue.AsSingleton(moments))
 
 
-def _reader(result: ShardResult, names):
-    return read_jets_file(result.path, names)
+class _Reader:
+    def __init__(self, spec: SinkSpec):
+        self.spec = spec
+
+    def __call__(self, result: ShardResult, names):
+        columns = self.spec.format.read(result.path)
+        return columns if names is None else {name: columns[name] for name in names}
 
 
 class _Writer:
