@@ -1,6 +1,8 @@
 """The `root2hdf5` command.
 
     root2hdf5 run CONFIG [--overwrite] [--set key=value ...] [Beam pipeline options ...]
+    root2hdf5 inspect PATH [--max-jets N] [--plots DIR | --no-plots] [--logy]
+    root2hdf5 init ROOTFILE [--tree NAME] [-o CONFIG]
     root2hdf5 make-example DIR [--events N]
     root2hdf5 jobserver build flink|spark|all
     root2hdf5 flink-cluster start|stop DIR [--port 8081]
@@ -78,6 +80,25 @@ def cmd_run(args, beam_args) -> int:
     return 0
 
 
+def cmd_inspect(args, beam_args) -> int:
+    from pipelines.inspection import open_output, summary
+
+    views = open_output(args.path, args.max_jets)
+    print(summary(views))
+    if not args.no_plots:
+        from pipelines.inspection_plots import matplotlib_or_none, save_plots
+
+        if matplotlib_or_none() is None:
+            print("\n(no plots: matplotlib is not installed; pip install 'root2hdf5[inspect]')")
+        else:
+            base = args.path.rstrip("/")
+            out = args.plots or (os.path.join(base, "plots") if os.path.isdir(base) else
+                                 os.path.splitext(base)[0] + "-plots")
+            written = save_plots(views[0], out, logy=args.logy)
+            print(f"\n{len(written)} plots of the {views[0].name} split in {out}/ (overview.png has them all)")
+    return 1 if any(v.missing for v in views) else 0
+
+
 def cmd_make_example(args, beam_args) -> int:
     from pipelines.synthetic import write_example
 
@@ -124,6 +145,14 @@ def parser() -> argparse.ArgumentParser:
                      help="override a config value, e.g. --set output.dir=out/x (repeatable)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     run.set_defaults(func=cmd_run)
+    ins = sub.add_parser("inspect", help="summarise an output (jets per split and label, feature ranges) and plot it")
+    ins.add_argument("path", help="output directory, a split file (train.h5) or a Parquet split directory")
+    ins.add_argument("--max-jets", type=int, default=100_000,
+                     help="jets per split sampled for feature statistics and plots (default 100000)")
+    ins.add_argument("--plots", metavar="DIR", help="where the PNGs go (default PATH/plots)")
+    ins.add_argument("--no-plots", action="store_true", help="only print the summary")
+    ins.add_argument("--logy", action="store_true", help="logarithmic y axes")
+    ins.set_defaults(func=cmd_inspect, quiet=True)
     ex = sub.add_parser("make-example", help="write small synthetic ntuples (both layouts) to DIR")
     ex.add_argument("dir")
     ex.add_argument("--events", type=int, default=2000, help="events per file (default 2000)")

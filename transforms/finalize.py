@@ -185,6 +185,8 @@ class Finalize(beam.DoFn):
         previous = [p for p in previous if exists(p)] + files_in(FileSystems.join(out, SHARDS_DIR))
         for split in self.spec.split_names:  # Parquet parts
             previous += [p for p in files_in(FileSystems.join(out, split)) if p.endswith(".parquet")]
+        # plots `root2hdf5 inspect` made of the previous results would describe data that is gone
+        previous += [p for p in files_in(FileSystems.join(out, "plots")) if p.endswith(".png")]
         if previous and not self.spec.overwrite:
             raise OutputError(f"{out} received results from another run while this one was writing "
                               f"(e.g. {previous[0]}); nothing was replaced")
