@@ -99,6 +99,21 @@ def cmd_inspect(args, beam_args) -> int:
     return 1 if any(v.missing for v in views) else 0
 
 
+def cmd_init(args, beam_args) -> int:
+    from pipelines.init_config import guess, render
+
+    text = render(guess(args.rootfile, args.tree), args.rootfile)
+    if args.output in (None, "-"):
+        print(text)
+        return 0
+    if os.path.exists(args.output) and not args.force:
+        raise Root2Hdf5Error(f"{args.output} exists; pass --force to replace it")
+    with open(args.output, "w") as handle:
+        handle.write(text)
+    print(f"wrote {args.output}; check the lines marked GUESS and the labels, then: root2hdf5 run {args.output}")
+    return 0
+
+
 def cmd_make_example(args, beam_args) -> int:
     from pipelines.synthetic import write_example
 
@@ -153,6 +168,12 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("--no-plots", action="store_true", help="only print the summary")
     ins.add_argument("--logy", action="store_true", help="logarithmic y axes")
     ins.set_defaults(func=cmd_inspect, quiet=True)
+    ini = sub.add_parser("init", help="write a starter config from a ROOT file's trees and branches")
+    ini.add_argument("rootfile")
+    ini.add_argument("--tree", help="the tree to use (default: the one with the most entries)")
+    ini.add_argument("-o", "--output", help="config file to write (default: print it)")
+    ini.add_argument("--force", action="store_true", help="replace an existing config file")
+    ini.set_defaults(func=cmd_init, quiet=True)
     ex = sub.add_parser("make-example", help="write small synthetic ntuples (both layouts) to DIR")
     ex.add_argument("dir")
     ex.add_argument("--events", type=int, default=2000, help="events per file (default 2000)")
