@@ -38,7 +38,7 @@ def user_error(err: BaseException) -> str | None:
     return tail.strip()
 
 
-def default_beam_args(beam_args: list[str], quiet: bool = False) -> list[str]:
+def default_beam_args(beam_args: list[str], quiet: bool = False, verbose: bool = False) -> list[str]:
     """Multi-process DirectRunner unless told otherwise; quiet Beam worker logs."""
     args = list(beam_args)
     given = " ".join(args)
@@ -51,7 +51,7 @@ def default_beam_args(beam_args: list[str], quiet: bool = False) -> list[str]:
     if "--default_sdk_harness_log_level" not in given:
         args.append("--default_sdk_harness_log_level=WARN")  # a name both the Python and Java SDKs accept
     if "--sdk_harness_log_level_overrides" not in given:
-        level = "WARN" if quiet else "INFO"
+        level = "WARN" if quiet else "DEBUG" if verbose else "INFO"
         args.append(f'--sdk_harness_log_level_overrides={{"root2hdf5": "{level}"}}')
     return args
 
@@ -72,7 +72,8 @@ def cmd_run(args, beam_args) -> int:
     from transforms.report import format_report
 
     cfg = load_config(args.config, overrides=_parse_overrides(args.set))
-    report = run(cfg, default_beam_args(beam_args, args.quiet), overwrite=args.overwrite)
+    report = run(cfg, default_beam_args(beam_args, args.quiet, args.verbose), overwrite=args.overwrite,
+                 progress_every=args.progress_every)
     print(format_report(report))
     written = report["total"]["written"]
     print(f"\nwrote {written:,} jets to {cfg.output.dir} in {report['seconds']:.1f} s "
@@ -159,6 +160,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set output.dir=out/x (repeatable)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    run.add_argument("-v", "--verbose", action="store_true", help="also log every entry range read")
+    run.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+                     help="seconds between progress lines on local runs (default 10; 0: none)")
     run.set_defaults(func=cmd_run)
     ins = sub.add_parser("inspect", help="summarise an output (jets per split and label, feature ranges) and plot it")
     ins.add_argument("path", help="output directory, a split file (train.h5) or a Parquet split directory")
@@ -193,19 +197,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _setup_logging(quiet: bool):
+def _setup_logging(quiet: bool, verbose: bool = False):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Importing Beam warns about optional Google Cloud clients we do not use.
     for handler in logging.getLogger().handlers:
         handler.addFilter(lambda record: not record.getMessage().startswith("apitools not found"))
     # The DirectRunner re-logs every worker message on the driver; the workers print their own.
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = parser().parse_known_args(argv)
-    _setup_logging(args.quiet)
+    _setup_logging(args.quiet, getattr(args, "verbose", False))
     try:
         return args.func(args, beam_args)
     except KeyboardInterrupt:

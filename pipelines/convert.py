@@ -9,9 +9,11 @@ message), preparing the output directory, and cleaning up after a failure.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,10 +30,11 @@ from transforms.constituents import PadConstituents
 from transforms.errors import ConfigError, InputError, OutputError
 from transforms.finite import CheckFinite, SplitBatches
 from transforms.flatten import FlattenJets
+from transforms import progress
 from transforms.finalize import SHARDS_DIR, SUMMARY, TMP_PREFIX, SinkSpec
 from transforms.finish import FinishSpec
 from transforms.formats import ColumnSpec, Hdf5Format, ParquetFormat
-from transforms.hdf5_files import DatasetSpec, Storage, children
+from transforms.hdf5_files import DatasetSpec, Storage, children, is_local
 from transforms.hdf5_sink import WriteShuffledHdf5
 from transforms.model_scores import ModelSpec, fingerprint
 from transforms.reweight import ReweightSpec
@@ -167,7 +170,8 @@ def build(pipeline: beam.Pipeline, cfg: Config, files: list[InputFile], sink: Si
     split_names = list(SPLITS)
     sum_weights = cfg.weights.branch if any(s.sum_of_weights == "auto" for s in cfg.samples) else None
     chunks, skipped = pipeline | "ReadRoot" >> ReadRootRanges(files, branch_plan(cfg), inp.step_size,
-                                                               skip=inp.on_error == "skip")
+                                                               skip=inp.on_error == "skip",
+                                                               progress_dir=sink.progress_dir)
     routed, stats = (
         chunks
         | "FlattenJets" >> beam.ParDo(FlattenJets(inp.layout, inp.leading_jets, inp.leading_by,
@@ -283,8 +287,17 @@ def output_format(cfg: Config, datasets: list[DatasetSpec], features: dict[str, 
                       out.constituents_name)
 
 
-def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False) -> dict:
-    """Run the conversion; returns the report (also written to <output.dir>/summary.json)."""
+def runs_locally(beam_args: list[str]) -> bool:
+    """Whether the workers share this machine's disk (the DirectRunner), so they can report progress."""
+    runner = re.search(r"--runner[= ](\S+)", " ".join(beam_args))
+    return runner is None or runner.group(1) in ("DirectRunner", "direct", "FnApiRunner")
+
+
+def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False,
+        progress_every: float = 10.0) -> dict:
+    """Run the conversion; returns the report (also written to <output.dir>/summary.json).
+
+    On a local run, a progress line is logged every `progress_every` seconds (0: never)."""
     started = time.perf_counter()
     files = expand_files(cfg.samples)
     log.info("%d input files in %d samples", len(files), len(cfg.samples))
@@ -296,13 +309,23 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     sink = make_sink(cfg, files, features, out, overwrite)
     log.info("constituent features: %s", features.get("constituents", []))
     log.info("jet features: %s", features["jets"])
+    watch = progress_every > 0 and is_local(out.tmp) and runs_locally(beam_args or [])
+    if watch:
+        sink.progress_dir = os.path.join(out.tmp, progress.FOLDER)
     try:
-        with make_pipeline(PipelineOptions(beam_args or [])) as pipeline:
-            build(pipeline, cfg, files, sink)
+        with progress.Watcher(sink.progress_dir, len(files), sum(sink.shards.values()), progress_every) \
+                if watch else contextlib.nullcontext():
+            with make_pipeline(PipelineOptions(beam_args or [])) as pipeline:
+                build(pipeline, cfg, files, sink)
     except BaseException:
         out.cleanup_after_failure()
         raise
     with FileSystems.open(FileSystems.join(out.path, SUMMARY)) as handle:
         report = json.loads(handle.read())
     report["seconds"] = round(time.perf_counter() - started, 2)
+    if watch:
+        total = report["total"]
+        log.info("progress: done: read %s entries of %d files, wrote %s jets in %s shards [%s]",
+                 f"{total['events']:,}", len(files), f"{total['written']:,}", sum(sink.shards.values()),
+                 progress.duration(report["seconds"]))
     return report

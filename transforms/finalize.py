@@ -83,6 +83,7 @@ class SinkSpec:
     collections: list = field(default_factory=list)  # jet collection names
     stats: bool = True  # write the training statistics
     standardized: bool = False
+    progress_dir: str | None = None  # local runs: where workers leave progress markers
 
     @property
     def spill_dir(self) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms import faults
+from transforms import faults, progress
 from transforms.composition import Composition, WritePlan, apply_quotas, make_plan
 from transforms.finalize import SHARDS_DIR, Finalize, SinkSpec, shard_name
 from transforms.finish import FinishShard, FinishSpec, make_plan as make_finish_plan
@@ -77,6 +77,7 @@ class WriteShard(beam.DoFn):
         n = len(columns["labels"])
         self.written.inc(n)
         Metrics.counter("root2hdf5", f"written_{split}").inc(n)
+        progress.mark(self.spec.progress_dir, "shard", split_index, shard)
         log.info("wrote shard %s/%d: %d jets in %.1f s", split, shard, n, time.perf_counter() - begin)
         written = columns["source"][:, 0], columns["source"][:, 1], columns["labels"]
         result = ShardResult(split, shard, path, n, _count_rows((sample, file, label), keep, unreadable, written))

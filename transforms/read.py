@@ -18,6 +18,7 @@ from apache_beam.metrics import Metrics
 
 from apache_beam import pvalue
 
+from transforms import progress
 from transforms.errors import InputError, Root2Hdf5Error
 from transforms.report import SkippedFile
 from transforms.sources import InputFile
@@ -80,10 +81,11 @@ class SplitIntoRanges(beam.DoFn):
     With skip=True an unreadable file yields a SkippedFile on output 'skipped' instead of failing.
     """
 
-    def __init__(self, plan: BranchPlan, step_size: int, skip: bool = False):
+    def __init__(self, plan: BranchPlan, step_size: int, skip: bool = False, progress_dir: str | None = None):
         self.plan = plan
         self.step_size = step_size
         self.skip = skip
+        self.progress_dir = progress_dir
         self.files_opened = Metrics.counter("root2hdf5", "files_opened")
 
     def process(self, spec: InputFile):
@@ -99,6 +101,7 @@ class SplitIntoRanges(beam.DoFn):
             yield _skip(spec, err, self.skip)
             return
         self.files_opened.inc()
+        progress.mark(self.progress_dir, "plan", spec.sample, spec.file, entries, len(ranges))
         for i, (start, stop) in enumerate(ranges):
             yield EntryRange(spec, start, stop, i, len(ranges))
 
@@ -111,9 +114,10 @@ class ReadRange(beam.DoFn):
     that file's other ranges are then dropped when the shards are written, so a file counts whole or not.
     """
 
-    def __init__(self, plan: BranchPlan, skip: bool = False):
+    def __init__(self, plan: BranchPlan, skip: bool = False, progress_dir: str | None = None):
         self.plan = plan
         self.skip = skip
+        self.progress_dir = progress_dir
         self.entries_read = Metrics.counter("root2hdf5", "entries_read")
         self.ranges_read = Metrics.counter("root2hdf5", "ranges_read")
 
@@ -127,9 +131,10 @@ class ReadRange(beam.DoFn):
             return
         self.entries_read.inc(len(arrays))
         self.ranges_read.inc()
-        log.info("read %s [%s] entries %d-%d (range %d/%d of the file) in %.2f s", spec.path, spec.sample_name,
-                 entry_range.start, entry_range.stop, entry_range.index + 1, entry_range.count,
-                 time.perf_counter() - begin)
+        progress.mark(self.progress_dir, "read", spec.sample, spec.file, entry_range.start, len(arrays))
+        log.debug("read %s [%s] entries %d-%d (range %d/%d of the file) in %.2f s", spec.path, spec.sample_name,
+                  entry_range.start, entry_range.stop, entry_range.index + 1, entry_range.count,
+                  time.perf_counter() - begin)
         yield EventsChunk(entry_range, arrays)
 
     def _read(self, entry_range: EntryRange):
@@ -161,27 +166,30 @@ class ReadRootRanges(beam.PTransform):
         plan: the branches to read and their required depths.
         step_size: about how many entries one work unit reads.
         skip: skip unreadable files (`input.on_error: skip`) instead of failing.
+        progress_dir: where workers leave progress markers (local runs; see transforms.progress).
     """
 
-    def __init__(self, files: list[InputFile], plan: BranchPlan, step_size: int, skip: bool = False):
+    def __init__(self, files: list[InputFile], plan: BranchPlan, step_size: int, skip: bool = False,
+                 progress_dir: str | None = None):
         super().__init__()
         self.files = files
         self.plan = plan
         self.step_size = step_size
         self.skip = skip
+        self.progress_dir = progress_dir
 
     def expand(self, pbegin):
         ranges = (
             pbegin
             | "Files" >> beam.Create(self.files)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "EntryRanges" >> beam.ParDo(SplitIntoRanges(self.plan, self.step_size, self.skip))
+            | "EntryRanges" >> beam.ParDo(SplitIntoRanges(self.plan, self.step_size, self.skip, self.progress_dir))
             .with_outputs("skipped", main="ranges")
         )
         chunks = (
             ranges.ranges
             | "SpreadRanges" >> beam.Reshuffle()
-            | "ReadRanges" >> beam.ParDo(ReadRange(self.plan, self.skip)).with_outputs("skipped", main="chunks")
+            | "ReadRanges" >> beam.ParDo(ReadRange(self.plan, self.skip, self.progress_dir)).with_outputs("skipped", main="chunks")
         )
         skipped = (ranges.skipped, chunks.skipped) | "Skipped" >> beam.Flatten()
         return chunks.chunks, skipped
