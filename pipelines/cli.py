@@ -76,8 +76,12 @@ def cmd_run(args, beam_args) -> int:
                  progress_every=args.progress_every)
     print(format_report(report))
     written = report["total"]["written"]
-    print(f"\nwrote {written:,} jets to {cfg.output.dir} in {report['seconds']:.1f} s "
-          f"({written / max(report['seconds'], 1e-9):,.0f} jets/s); accounting in {cfg.output.dir}/summary.json")
+    rows = "events" if report.get("record") == "event" else "jets"
+    print(f"\nwrote {written:,} {rows} to {cfg.output.dir} in {report['seconds']:.1f} s "
+          f"({written / max(report['seconds'], 1e-9):,.0f} {rows}/s); accounting in {cfg.output.dir}/summary.json")
+    for name, varied in report.get("variations", {}).items():
+        print(f"variation {name}: wrote {varied['total']['written']:,} {rows} to {varied['dir']} "
+              f"(cut {varied['total']['cut']:,}); accounting in {varied['dir']}/summary.json")
     return 0
 
 

@@ -22,10 +22,13 @@ from transforms.errors import ConfigError
 from transforms.expressions import Expression
 
 SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 LAYOUTS = ("events", "jets")
+RECORDS = ("jet", "event")
 SHUFFLE_MODES = ("spill", "engine")
 COMPRESSIONS = ("gzip", "lzf", "none")
 _USER_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_INDEX = re.compile(r"\[\d+\]$")  # the element index of an event variable such as Jet_pt[0]
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
@@ -47,6 +50,8 @@ class SampleConfig:
     cross_section: float | None = None
     sum_of_weights: str | None = None  # a number, or "auto": the sum of weights.branch over all events read
     max_jets: int | None = None
+    selection: str | None = None  # applied after input.selection, to this sample only
+    friends: dict[str, list[str]] = field(default_factory=dict)  # friend name -> its files for this sample
 
 
 @dataclass
@@ -98,6 +103,41 @@ class JetCollectionsConfig:
 
 
 @dataclass
+class CollectionConfig:
+    """record: event: one per-event list collection kept padded (e.g. the first 6 jets x fields)."""
+
+    branches: list[str]
+    max: int = 6
+    sort_by: str | None = None
+    name: str = "jets"
+
+
+@dataclass
+class FriendConfig:
+    """record: event: a friend tree joined per event on key branches (e.g. matrix-element outputs)."""
+
+    name: str
+    tree: str
+    keys: list[str]
+    branches: list[str]
+    friend_keys: list[str] = field(default_factory=list)  # the keys' names in the friend tree; default: keys
+    unmatched: str = "drop"  # drop | fill
+    fill_value: float = -999.0
+
+
+@dataclass
+class EventsConfig:
+    """record: event: what a row holds."""
+
+    variables: list[str] = field(default_factory=list)
+    default: float = -999.0
+    defaults: dict[str, float] = field(default_factory=dict)
+    collection: CollectionConfig | None = None
+    friends: list[FriendConfig] = field(default_factory=list)
+    join_groups: int = 32
+
+
+@dataclass
 class InputConfig:
     layout: str = "events"
     leading_jets: int = 2
@@ -111,6 +151,7 @@ class InputConfig:
     on_nonfinite: str = "fail"
     nonfinite_value: float = 0.0
     on_error: str = "fail"
+    integer_branches: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -137,12 +178,22 @@ class PreprocessConfig:
 
 @dataclass
 class SplitConfig:
-    train: float = 0.8
-    val: float = 0.1
-    test: float = 0.1
+    # fractions of events (hash split), or with `modulo` the residues of event_number % modulo per split;
+    # None until resolved (0.8/0.1/0.1, or no residue)
+    train: float | list[int] | None = None
+    val: float | list[int] | None = None
+    test: float | list[int] | None = None
+    modulo: int | None = None
 
     def fractions(self) -> dict[str, float]:
+        if self.modulo:
+            return {name: len(getattr(self, name) or []) / self.modulo for name in SPLITS}
         return {name: getattr(self, name) for name in SPLITS}
+
+    def residue_splits(self) -> list[int]:
+        """For each residue 0 .. modulo-1, the index of its split (modulo split only)."""
+        owner = {r: i for i, name in enumerate(SPLITS) for r in getattr(self, name) or []}
+        return [owner[r] for r in range(self.modulo)]
 
 
 @dataclass
@@ -168,6 +219,8 @@ class OutputConfig:
 @dataclass
 class Config:
     samples: list[SampleConfig]
+    record: str = "jet"  # jet: one row per jet; event: one row per event (see `events`)
+    events: EventsConfig | None = None
     input: InputConfig = field(default_factory=InputConfig)
     kinematics: KinematicsConfig = field(default_factory=KinematicsConfig)
     constituents: ConstituentsConfig = field(default_factory=ConstituentsConfig)
@@ -181,6 +234,8 @@ class Config:
     split: SplitConfig = field(default_factory=SplitConfig)
     shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    images: list[dict] = field(default_factory=list)  # validated by transforms.images
+    variations: list[dict] = field(default_factory=list)  # validated by transforms.variations
 
     @property
     def jet_roles(self) -> dict[str, str]:
@@ -195,12 +250,15 @@ class Config:
 
     def provenance_json(self) -> str:
         """The resolved config as stored in the output files, without the keys that only say where and
-        how the job ran (`output.dir`, `shuffle.mode`, `input.step_size`); they must not, and do not,
-        change the output's bytes."""
+        how the job ran (`output.dir`, `shuffle.mode`, `input.step_size`) or what else ran beside it
+        (`variations`); they must not, and do not, change the output's bytes."""
         data = self.to_dict()
         data["output"].pop("dir")
         data["shuffle"].pop("mode")
         data["input"].pop("step_size")
+        # each variation's set carries its own item (attribute `variation`); the nominal set is the same
+        # whether variations run beside it or not
+        data.pop("variations")
         return json.dumps(data, sort_keys=True)
 
 
@@ -218,7 +276,10 @@ def _convert(value, tp, where: str):
         if value is None and type(None) in options:
             return None
         inner = [t for t in options if t is not type(None)]
-        return _convert(value, inner[0], where)
+        lists = [t for t in inner if typing.get_origin(t) is list]
+        if isinstance(value, list) and lists:  # e.g. `float | list[int]`: a list picks the list type
+            return _convert(value, lists[0], where)
+        return _convert(value, next((t for t in inner if t not in lists), inner[0]), where)
     if origin is list:
         (item,) = typing.get_args(tp)
         if isinstance(value, (str, int, float)) and item is str:
@@ -233,6 +294,10 @@ def _convert(value, tp, where: str):
         return {_convert(k, key_t, where): _convert(v, val_t, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
+    if tp is dict:  # a block another module validates (images, variations)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -342,7 +407,8 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError("input.step_size must be a positive number of entries")
     _one_of("input.on_nonfinite", inp.on_nonfinite, ("fail", "drop", "replace"))
     _one_of("input.on_error", inp.on_error, ("fail", "skip"))
-    if not inp.jet_branches and not inp.constituent_branches:
+    _one_of("record", cfg.record, RECORDS)
+    if cfg.record == "jet" and not inp.jet_branches and not inp.constituent_branches:
         raise ConfigError("input: give jet_branches and/or constituent_branches")
     if inp.layout == "jets" and not inp.event_number:
         raise ConfigError("input.event_number is required for layout 'jets': it keeps the jets of one event "
@@ -356,10 +422,14 @@ def resolve(cfg: Config) -> Config:
     _resolve_collections(cfg)
     if cfg.jet_collections:
         listed += [b for b in cfg.jet_collections.all_branches() if b not in listed]
-    cfg.kinematics.jets = kinematics.infer_roles(inp.jet_branches, cfg.kinematics.jets)
-    cfg.kinematics.constituents = kinematics.infer_roles(inp.constituent_branches, cfg.kinematics.constituents)
-    if inp.layout == "events" and inp.leading_by is None:
-        inp.leading_by = cfg.kinematics.jets.get("pt")
+    if cfg.record == "event":
+        listed += _resolve_events(cfg)
+    else:
+        _no_event_keys(cfg)
+        cfg.kinematics.jets = kinematics.infer_roles(inp.jet_branches, cfg.kinematics.jets)
+        cfg.kinematics.constituents = kinematics.infer_roles(inp.constituent_branches, cfg.kinematics.constituents)
+        if inp.layout == "events" and inp.leading_by is None:
+            inp.leading_by = cfg.kinematics.jets.get("pt")
 
     con = cfg.constituents
     if inp.constituent_branches:
@@ -374,7 +444,7 @@ def resolve(cfg: Config) -> Config:
                               "kinematics.constituents.pt")
 
     if inp.selection is not None:
-        Expression(inp.selection, "input.selection")  # fail early on syntax
+        _expression_class(cfg)(inp.selection, "input.selection")  # fail early on syntax
 
     pre = cfg.preprocess
     for key in ("constituents", "jets"):
@@ -387,11 +457,13 @@ def resolve(cfg: Config) -> Config:
         for spec in cfg.jet_collections.preprocess:
             _check_function(spec, "jets", "jet_collections.preprocess")
     if pre.scaled_branches is None:
-        pre.scaled_branches = [b for b in listed if kinematics.is_energy_like(b)] if pre.unit_scale != 1 else []
+        pre.scaled_branches = [b for b in listed if kinematics.is_energy_like(_INDEX.sub("", b))] \
+            if pre.unit_scale != 1 else []
     unknown = [b for b in pre.scaled_branches if b not in listed]
     if unknown:
         raise ConfigError(f"preprocess.scaled_branches: {unknown} are not among the configured branches")
 
+    _resolve_split(cfg)
     fractions = cfg.split.fractions()
     if any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-6:
         raise ConfigError(f"split: fractions must be non-negative and add up to 1, got {fractions}")
@@ -408,6 +480,9 @@ def resolve(cfg: Config) -> Config:
     if cfg.limits.total_jets is not None and cfg.limits.total_jets < 1:
         raise ConfigError("limits.total_jets must be a positive number of jets")
     _resolve_statistics(cfg)
+    _resolve_integers(cfg, listed)
+    _resolve_images(cfg)
+    _resolve_variations(cfg)
 
     out = cfg.output
     if not out.dir or any(ord(ch) < 32 for ch in out.dir):
@@ -416,6 +491,9 @@ def resolve(cfg: Config) -> Config:
     _one_of("output.layout", out.layout, ("plain", "ftag"))
     if out.layout == "ftag" and out.format != "hdf5":
         raise ConfigError("output.layout ftag is an HDF5 layout; use output.format hdf5")
+    if out.layout == "ftag" and cfg.record == "event":
+        raise ConfigError("output.layout ftag is the jets/tracks convention of flavour tagging, one row per jet; "
+                          "with record: event use output.layout plain (or output.format parquet)")
     _one_of("output.parquet_constituents", out.parquet_constituents, ("jagged", "padded"))
     if not _NAME.match(out.constituents_name) or out.constituents_name == "jets":
         raise ConfigError(f"output.constituents_name: {out.constituents_name!r} is not a usable dataset name")
@@ -423,6 +501,65 @@ def resolve(cfg: Config) -> Config:
     if out.chunk_jets < 1:
         raise ConfigError("output.chunk_jets must be at least 1")
     return cfg
+
+
+def _resolve_integers(cfg: Config, listed: list[str]):
+    ints = cfg.input.integer_branches
+    if not ints:
+        return
+    if cfg.record == "event":
+        raise ConfigError("input.integer_branches: with record: event, list integer values under events.variables")
+    twice = sorted({b for b in ints if ints.count(b) > 1 or b in listed})
+    if twice:
+        raise ConfigError(f"input.integer_branches: {twice} are listed twice (an integer branch goes to "
+                          "`jets_int` only; remove it from jet_branches / event_branches)")
+
+
+def _resolve_images(cfg: Config):
+    from transforms.images import specs_from_config
+
+    if not cfg.images:
+        return
+    specs = specs_from_config(cfg.images, "images")
+    if cfg.record == "event" or not cfg.input.constituent_branches:
+        raise ConfigError("images: need input.constituent_branches (images are made of a jet's constituents)")
+    roles = cfg.kinematics.constituents
+    for i, spec in enumerate(specs):
+        needed = {"eta", "phi"} | ({"pt"} if spec.frame == "angular" or "pt" in spec.channels or
+                                   ("e" in spec.channels and "e" not in roles) else set())
+        missing = sorted(needed - set(roles))
+        if missing:
+            raise ConfigError(f"images[{i}] ({spec.name}): needs the constituent {missing} branches; name them "
+                              "under kinematics.constituents")
+    if cfg.output.format != "hdf5":
+        raise ConfigError("images: are written to HDF5 (output.format hdf5); Parquet has no n-dimensional columns")
+    taken = {"constituents", "mask", "jets", "labels", "weights", "event_number", "source", "jet_collections",
+             "jets_int", cfg.output.constituents_name, cfg.model.output if cfg.model else "scores"}
+    clash = sorted(spec.name for spec in specs if spec.name in taken)
+    if clash:
+        raise ConfigError(f"images: names {clash} are taken by other datasets; choose other names")
+
+
+def _resolve_variations(cfg: Config):
+    from transforms.variations import variations_from_config
+
+    if not cfg.variations:
+        return
+    if cfg.record == "event" or not cfg.input.constituent_branches:
+        raise ConfigError("variations: vary constituents, so they need input.constituent_branches (record: jet)")
+    for i, item in enumerate(cfg.variations):
+        if not isinstance(item.get("recompute_jets", False), bool):
+            raise ConfigError(f"variations[{i}].recompute_jets: expected true or false, got {item['recompute_jets']!r}")
+    specs = variations_from_config([{k: v for k, v in item.items() if k != "recompute_jets"}
+                                    for item in cfg.variations], "variations")
+    roles = cfg.kinematics.constituents
+    for i, spec in enumerate(specs):
+        missing = sorted(set(spec.required_roles()) - set(roles))
+        if missing:
+            raise ConfigError(f"variations[{i}] ({spec.name}): needs the constituent {missing} branches; name "
+                              "them under kinematics.constituents")
+        if spec.name == "nominal":
+            raise ConfigError(f"variations[{i}].name: 'nominal' is the unvaried set; choose another name")
 
 
 def _resolve_samples(cfg: Config):
@@ -437,11 +574,13 @@ def _resolve_samples(cfg: Config):
                 c.name = c.name or f"label{c.label}"
                 if not _NAME.match(c.name):
                     raise ConfigError(f"{where}.categories: name {c.name!r} may only use letters, digits and _ . + -")
-                Expression(c.selection, f"{where}.categories selection")
+                _expression_class(cfg)(c.selection, f"{where}.categories selection")
             if len({c.name for c in s.categories}) < len(s.categories):
                 raise ConfigError(f"{where}.categories: names must be unique")
         elif s.label is None:
             s.label = 0
+        if s.selection is not None:
+            _expression_class(cfg)(s.selection, f"{where}.selection")
         if s.max_jets is not None and s.max_jets < 0:
             raise ConfigError(f"{where}.max_jets must not be negative")
         if s.sum_of_weights is not None and s.sum_of_weights != "auto":
@@ -474,6 +613,167 @@ def _resolve_collections(cfg: Config):
         elif len(branches) != len(jc.fields):
             raise ConfigError(f"jet_collections.collections.{name}: {len(branches)} branches for "
                               f"{len(jc.fields)} fields {jc.fields}")
+
+
+def _expression_class(cfg: Config):
+    """Selections are per jet for record: jet, per event (with Jet_pt[0], count(...)) for record: event."""
+    if cfg.record == "event":
+        from transforms.event_expressions import EventExpression
+
+        return EventExpression
+    return Expression
+
+
+def _no_event_keys(cfg: Config):
+    if cfg.events is not None:
+        raise ConfigError("events: these keys describe one row per event; set record: event to use them")
+    for s in cfg.samples:
+        if s.friends:
+            raise ConfigError(f"samples.{s.name}.friends: friend trees are joined per event; set record: event")
+
+
+def _resolve_events(cfg: Config) -> list[str]:
+    """Checks of record: event; returns the names preprocessing may scale (variables, collection branches)."""
+    from transforms.event_expressions import EventExpression
+    from transforms.event_variables import parse_variable
+
+    inp, ev = cfg.input, cfg.events
+    if ev is None or not ev.variables:
+        raise ConfigError("events.variables: record: event needs at least one variable: a branch (MET_pt), an "
+                          "element of a list (Jet_pt[0]) or a named expression (HT = sum(Jet_pt))")
+    if inp.layout != "events":
+        raise ConfigError("input.layout: record: event reads one entry per event; use layout events")
+    for key in ("jet_branches", "constituent_branches", "event_branches"):
+        if getattr(inp, key):
+            raise ConfigError(f"input.{key}: not used with record: event; list the values in events.variables "
+                              "(MET_pt, Jet_pt[0], HT = sum(Jet_pt)) and keep a list padded with events.collection")
+    if cfg.jet_collections:
+        raise ConfigError("jet_collections: stacks collections per jet (record: jet); with record: event keep a "
+                          "collection padded with events.collection")
+    variables = [parse_variable(text, f"events.variables[{i}]") for i, text in enumerate(ev.variables)]
+    names = [v.name for v in variables]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"events.variables: {name!r} is listed twice")
+    unknown = [k for k in ev.defaults if k not in names]
+    if unknown:
+        raise ConfigError(f"events.defaults: {unknown} are not variables (variables: {names})")
+
+    coll = ev.collection
+    if coll is not None:
+        if not coll.branches:
+            raise ConfigError("events.collection.branches: give the list branches to keep (e.g. [Jet_pt, Jet_eta])")
+        for b in set(coll.branches):
+            if coll.branches.count(b) > 1:
+                raise ConfigError(f"events.collection.branches: {b!r} is listed twice")
+        if coll.max < 1:
+            raise ConfigError("events.collection.max must be at least 1")
+        cfg.kinematics.constituents = kinematics.infer_roles(coll.branches, cfg.kinematics.constituents)
+        if coll.sort_by is None:
+            coll.sort_by = cfg.kinematics.constituents.get("pt", coll.branches[0])
+        if coll.sort_by not in coll.branches:
+            raise ConfigError(f"events.collection.sort_by: {coll.sort_by!r} is not one of events.collection.branches")
+        if not _NAME.match(coll.name) or coll.name in ("events", "mask", *OUTPUT_DATASETS[4:]):
+            raise ConfigError(f"events.collection.name: {coll.name!r} is not a usable dataset name (the names "
+                              "events, mask, labels, weights, event_number and source are taken)")
+    if ev.join_groups < 1:
+        raise ConfigError("events.join_groups must be at least 1")
+
+    friend_names = [f.name for f in ev.friends]
+    friend_branches = {}
+    for f in ev.friends:
+        where = f"events.friends.{f.name}"
+        if not _NAME.match(f.name) or friend_names.count(f.name) > 1:
+            raise ConfigError(f"events.friends: name {f.name!r} is used twice or uses characters other than "
+                              "letters, digits and _ . + -")
+        if not f.keys:
+            raise ConfigError(f"{where}.keys: give the key branches of the main tree, e.g. "
+                              "[run, luminosityBlock, event]")
+        f.friend_keys = f.friend_keys or list(f.keys)
+        if len(f.friend_keys) != len(f.keys):
+            raise ConfigError(f"{where}.friend_keys: {len(f.friend_keys)} names for {len(f.keys)} keys {f.keys}")
+        if not f.branches:
+            raise ConfigError(f"{where}.branches: give the friend branches to add to each event")
+        clash = [b for b in f.branches if b in f.friend_keys]
+        if clash:
+            raise ConfigError(f"{where}.branches: {clash} are keys; the keys of the main tree are kept")
+        for b in f.branches:
+            if b in friend_branches:
+                raise ConfigError(f"{where}.branches: {b!r} also comes from friend {friend_branches[b]!r}")
+            friend_branches[b] = f.name
+        _one_of(f"{where}.unmatched", f.unmatched, ("drop", "fill"))
+    for s in cfg.samples:
+        unknown = [k for k in s.friends if k not in friend_names]
+        if unknown:
+            raise ConfigError(f"samples.{s.name}.friends: {unknown} are not in events.friends ({friend_names})")
+        for name in friend_names:
+            if not s.friends.get(name):
+                raise ConfigError(f"samples.{s.name}.friends.{name}: no files given; every sample needs the friend "
+                                  "files holding its events")
+
+    # selections run before the joins (friend files usually hold only selected events), so they read the main tree
+    texts = [("input.selection", inp.selection)] + [(f"samples.{s.name}.selection", s.selection) for s in cfg.samples]
+    for where, text in texts:
+        used = [b for b in (EventExpression(text, where).symbols if text else []) if b in friend_branches]
+        if used:
+            raise ConfigError(f"{where}: {used} come from friend trees, which are joined after the selection; "
+                              "select on them with categories, or cut on them after conversion")
+    if cfg.weights.branch in friend_branches:
+        raise ConfigError(f"weights.branch: {cfg.weights.branch!r} comes from a friend tree; use a main-tree branch")
+    reserved = set(coll.branches if coll else ()) | set(friend_branches)
+    for v in variables:
+        if v.expression is not None and v.name in reserved:
+            raise ConfigError(f"events.variables: {v.name!r} names a branch that is read; choose another name")
+    return names + list(coll.branches if coll else ())
+
+
+def _resolve_split(cfg: Config):
+    sp = cfg.split
+    if sp.modulo is None:
+        for name in SPLITS:
+            value = getattr(sp, name)
+            if isinstance(value, list):
+                raise ConfigError(f"split.{name}: a list of residues needs split.modulo (e.g. split: {{modulo: 2, "
+                                  "train: [0], test: [1]}); without it give the fraction of events")
+            if value is None:
+                setattr(sp, name, DEFAULT_FRACTIONS[name])
+        return
+    if sp.modulo < 1:
+        raise ConfigError("split.modulo must be a positive integer")
+    if not cfg.input.event_number:
+        raise ConfigError("split.modulo needs input.event_number: an event goes to the split listing "
+                          "event_number % modulo")
+    owner: dict[int, str] = {}
+    for name in SPLITS:
+        value = getattr(sp, name)
+        if value is None:
+            setattr(sp, name, [])
+            continue
+        if not isinstance(value, list):
+            raise ConfigError(f"split.{name}: with split.modulo give the residues of event_number % {sp.modulo} "
+                              f"that go to {name} as a list (e.g. [0]), not a fraction")
+        for residue in value:
+            if not 0 <= residue < sp.modulo:
+                raise ConfigError(f"split.{name}: residue {residue} is not between 0 and {sp.modulo - 1}")
+            if residue in owner:
+                raise ConfigError(f"split.{name}: residue {residue} is also in split.{owner[residue]}; each "
+                                  "residue goes to one split")
+            owner[residue] = name
+    missing = [r for r in range(sp.modulo) if r not in owner]
+    if missing:
+        raise ConfigError(f"split: residues {missing} of event_number % {sp.modulo} are in no split; list every "
+                          "residue under train, val or test")
+
+
+def public_names(cfg: Config) -> dict[str, str]:
+    """Dataset names on disk that differ from the pipeline's column names: with record: event the feature
+    matrix `jets` is written as `events`, and the padded collection (`constituents`) under its name."""
+    if cfg.record != "event":
+        return {}
+    names = {"jets": "events"}
+    if cfg.events.collection is not None:
+        names["constituents"] = cfg.events.collection.name
+    return names
 
 
 OUTPUT_DATASETS = ("constituents", "mask", "jets", "jet_collections", "labels", "weights", "event_number", "source")
@@ -519,12 +819,16 @@ def _resolve_statistics(cfg: Config):
     if m is not None:
         if not m.path.endswith(".onnx"):
             raise ConfigError(f"model.path: {m.path!r} is not an .onnx file")
-        if m.output in OUTPUT_DATASETS:
+        renamed = public_names(cfg)
+        if m.output in OUTPUT_DATASETS or m.output in renamed.values():
             raise ConfigError(f"model.output: {m.output!r} is already a dataset name")
+        features = [renamed.get(n, n) for n in ("constituents", "mask", "jets", "jet_collections")]
+        if cfg.record == "event":
+            features = [n for i, n in enumerate(features) if i == 2 or (i < 2 and cfg.events.collection)]
         for name, dataset in m.inputs.items():
-            if dataset not in ("constituents", "mask", "jets", "jet_collections"):
+            if dataset not in features:
                 raise ConfigError(f"model.inputs.{name}: {dataset!r} is not a feature dataset "
-                                  "(constituents, mask, jets, jet_collections)")
+                                  f"({', '.join(features)})")
         if m.as_weight and r.target is not None:
             raise ConfigError("model.as_weight cannot be combined with resample (the draw needs the weights "
                               "before the model has run)")

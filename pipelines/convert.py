@@ -23,19 +23,24 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.config import SPLITS, Config
+from pipelines.config import SPLITS, Config, public_names
 from pipelines.runner import make_pipeline
 from transforms.composition import Composition
 from transforms.constituents import PadConstituents
 from transforms.errors import ConfigError, InputError, OutputError
 from transforms.finite import CheckFinite, SplitBatches
-from transforms.flatten import FlattenJets
+from pipelines.event_plans import (check_friend_inputs, event_branch_plan, event_variables, friend_files,
+                                   friend_spec, join_friends)
+from transforms.event_variables import EventVariables
+from transforms.flatten import FlattenEvents, FlattenJets
 from transforms import progress
 from transforms.finalize import SHARDS_DIR, SUMMARY, TMP_PREFIX, SinkSpec
 from transforms.finish import FinishSpec
 from transforms.formats import ColumnSpec, Hdf5Format, ParquetFormat
 from transforms.hdf5_files import DatasetSpec, Storage, children, is_local
 from transforms.hdf5_sink import WriteShuffledHdf5
+from transforms.images import specs_from_config
+from transforms.variations import ApplyVariation, VariationSpec
 from transforms.model_scores import ModelSpec, fingerprint
 from transforms.reweight import ReweightSpec
 from transforms.label import Labeling, LabelJets
@@ -53,13 +58,17 @@ _VERSIONED = ("root2hdf5", "apache-beam", "uproot", "awkward", "numpy", "h5py")
 
 
 def branch_plan(cfg: Config) -> BranchPlan:
+    if cfg.record == "event":
+        return event_branch_plan(cfg)
     inp = cfg.input
     return BranchPlan(inp.layout, tuple(inp.jet_branches), tuple(inp.constituent_branches),
                       tuple(inp.event_branches), inp.event_number,
                       inp.leading_by if inp.layout == "events" else None, inp.selection,
                       categories=tuple(c.selection for s in cfg.samples for c in s.categories),
                       weight=cfg.weights.branch,
-                      collections=tuple(cfg.jet_collections.all_branches()) if cfg.jet_collections else ())
+                      collections=tuple(cfg.jet_collections.all_branches()) if cfg.jet_collections else (),
+                      extra=tuple((b, "integer branch", (1, 2) if inp.layout == "events" else (1,))
+                                  for b in inp.integer_branches))
 
 
 def labelings(cfg: Config) -> list[Labeling]:
@@ -78,16 +87,45 @@ def composition(cfg: Config) -> Composition:
         sample_names=tuple(s.name for s in cfg.samples))
 
 
+def padded_length(cfg: Config) -> int:
+    """Slots per row of the padded dataset: constituents per jet, or objects of events.collection."""
+    if cfg.record == "event":
+        return cfg.events.collection.max if cfg.events.collection else 0
+    return cfg.constituents.max if cfg.input.constituent_branches else 0
+
+
+def variation_spec(item: dict) -> VariationSpec:
+    """A `variations:` item -> its spec (`recompute_jets` is for the pipeline, not the kernels)."""
+    return VariationSpec.from_dict({k: v for k, v in item.items() if k != "recompute_jets"},
+                                   f"variations ({item.get('name')})")
+
+
+def variation_dir(cfg: Config, item: dict) -> str:
+    """Each variation is a complete output set of its own, beside the nominal one."""
+    return FileSystems.join(cfg.output.dir.rstrip("/") or "/", "variations", item["name"])
+
+
+def image_specs(cfg: Config) -> tuple:
+    return specs_from_config(cfg.images, "images") if cfg.images else ()
+
+
 def preprocess_spec(cfg: Config) -> PreprocessSpec:
     inp, pre = cfg.input, cfg.preprocess
+    padded, features = tuple(inp.constituent_branches), tuple(inp.jet_branches + inp.event_branches)
+    scaled = tuple(pre.scaled_branches or ())
+    if cfg.record == "event":  # the collection is padded like constituents; the variables are the row's features
+        padded = tuple(cfg.events.collection.branches) if cfg.events.collection else ()
+        features = tuple(v.name for v in event_variables(cfg))
+        scaled = tuple(b for b in scaled if b in padded)  # variables are scaled by EventVariables, before defaults
     return PreprocessSpec(
         constituent_functions=tuple(pre.constituents), jet_functions=tuple(pre.jets),
-        constituent_branches=tuple(inp.constituent_branches),
-        jet_branches=tuple(inp.jet_branches + inp.event_branches),
+        constituent_branches=padded, jet_branches=features,
         constituent_roles=dict(cfg.constituent_roles), jet_roles=dict(cfg.jet_roles),
-        unit_scale=pre.unit_scale, scaled_branches=tuple(pre.scaled_branches or ()),
-        max_constituents=cfg.constituents.max if inp.constituent_branches else 0,
+        unit_scale=pre.unit_scale, scaled_branches=scaled,
+        max_constituents=padded_length(cfg),
         feature_scale=tuple(pre.scale.items()),
+        images=image_specs(cfg),
+        integer_branches=tuple(inp.integer_branches),
         collections=JetCollections(tuple(jc.fields), tuple((k, tuple(v)) for k, v in jc.collections.items()),
                                    tuple(jc.preprocess)) if (jc := cfg.jet_collections) else None)
 
@@ -95,7 +133,7 @@ def preprocess_spec(cfg: Config) -> PreprocessSpec:
 def output_datasets(cfg: Config, features: dict[str, list[str]]) -> list[DatasetSpec]:
     datasets = []
     if "constituents" in features:
-        n_max = cfg.constituents.max
+        n_max = padded_length(cfg)
         datasets += [
             DatasetSpec("constituents", "float32", (n_max, len(features["constituents"])),
                         (("features", features["constituents"]),)),
@@ -112,6 +150,13 @@ def output_datasets(cfg: Config, features: dict[str, list[str]]) -> list[Dataset
         DatasetSpec("event_number", "int64"),
         DatasetSpec("source", "int64", (4,), (("columns", SOURCE_COLUMNS),)),
     ]
+    if cfg.input.integer_branches:
+        datasets.append(DatasetSpec("jets_int", "int64", (len(cfg.input.integer_branches),),
+                                    (("features", list(cfg.input.integer_branches)),)))
+    for spec in image_specs(cfg):
+        datasets.append(DatasetSpec(spec.name, spec.output_dtype, spec.shape(padded_length(cfg)),
+                                    tuple(spec.attrs().items()),
+                                    chunk_rows=1 if spec.kind == "dense" else None))  # images are mostly zeros
     if cfg.model is not None and not cfg.model.as_weight:
         datasets.append(DatasetSpec(cfg.model.output, "float32", model_output_shape(cfg.model.path),
                                     (("model", os.path.basename(cfg.model.path)),
@@ -151,7 +196,9 @@ def finish_spec(cfg: Config, features: dict[str, list[str]]) -> FinishSpec:
 
 def model_spec(cfg: Config) -> ModelSpec | None:
     m = cfg.model
-    return None if m is None else ModelSpec(m.path, tuple(m.inputs.items()), m.output, m.as_weight, m.threads)
+    column = {v: k for k, v in public_names(cfg).items()}  # model.inputs name datasets as they are on disk
+    return None if m is None else ModelSpec(m.path, tuple((k, column.get(v, v)) for k, v in m.inputs.items()),
+                                            m.output, m.as_weight, m.threads)
 
 
 def package_versions() -> str:
@@ -164,34 +211,80 @@ def package_versions() -> str:
     return json.dumps(versions, sort_keys=True)
 
 
-def build(pipeline: beam.Pipeline, cfg: Config, files: list[InputFile], sink: SinkSpec):
-    """Add the conversion to `pipeline`. Returns the PCollection holding the final report."""
-    inp, con = cfg.input, cfg.constituents
-    split_names = list(SPLITS)
-    sum_weights = cfg.weights.branch if any(s.sum_of_weights == "auto" for s in cfg.samples) else None
+def build(pipeline: beam.Pipeline, cfg: Config, files: list[InputFile], sink: SinkSpec,
+          variations: list[tuple[dict, SinkSpec]] = ()):
+    """Add the conversion to `pipeline`: the input is read once; the nominal set and every variation's set
+    (`variations`: (config item, sink)) are each converted and written from it. Returns the PCollection
+    holding the nominal set's final report."""
+    inp = cfg.input
     chunks, skipped = pipeline | "ReadRoot" >> ReadRootRanges(files, branch_plan(cfg), inp.step_size,
                                                                skip=inp.on_error == "skip",
                                                                progress_dir=sink.progress_dir)
-    routed, stats = (
-        chunks
-        | "FlattenJets" >> beam.ParDo(FlattenJets(inp.layout, inp.leading_jets, inp.leading_by,
-                                                  inp.event_number, sum_weights))
-        | "CheckFinite" >> beam.ParDo(CheckFinite(inp.on_nonfinite, inp.nonfinite_value))
-        | "SplitBatches" >> beam.ParDo(SplitBatches())
-        | "Select" >> beam.ParDo(SelectJets(inp.selection))
-        | "Label" >> beam.ParDo(LabelJets(labelings(cfg), cfg.weights.branch))
-        | "PadConstituents" >> beam.ParDo(PadConstituents(
-            inp.constituent_branches, con.sort_by, con.max, cfg.constituent_roles.get("pt"), con.min_pt))
-        | "Preprocess" >> beam.ParDo(Preprocess(preprocess_spec(cfg)))
-        | "AssignSplits" >> beam.ParDo(AssignSplits(
-            cfg.shuffle.seed, split_names, [cfg.split.fractions()[s] for s in split_names],
-            [cfg.shuffle.shards_per_split.get(s, 0) for s in split_names],
-            by_event_number=inp.event_number is not None, sample_names=[s.name for s in cfg.samples]))
-        .with_outputs("stats", main="batches")
-    )
-    return routed | "WriteHdf5" >> WriteShuffledHdf5(
-        sink, stats, spill=cfg.shuffle.mode == "spill", composition=composition(cfg), skipped=skipped,
-        finish=finish_spec(cfg, sink.features), model=model_spec(cfg))
+    report = chunks | "Convert" >> ConvertRows(cfg, sink, skipped)
+    for item, variation_sink in variations:
+        chunks | f"Convert[{item['name']}]" >> ConvertRows(cfg, variation_sink, skipped, item)
+    return report
+
+
+class ConvertRows(beam.PTransform):
+    """Entry-range chunks -> one output set: rows, selection, labels, padding, preprocessing, split, shuffle,
+    written and finalized by `sink`. With `variation` (an item of the config's `variations:`), the
+    constituents are varied right after they are read."""
+
+    def __init__(self, cfg: Config, sink: SinkSpec, skipped, variation: dict | None = None):
+        super().__init__()
+        self.cfg, self.sink, self.skipped, self.variation = cfg, sink, skipped, variation
+
+    def expand(self, chunks):
+        cfg, sink, skipped = self.cfg, self.sink, self.skipped
+        pipeline = chunks.pipeline
+        inp, con = cfg.input, cfg.constituents
+        split_names = list(SPLITS)
+        sum_weights = cfg.weights.branch if any(s.sum_of_weights == "auto" for s in cfg.samples) else None
+        events = cfg.record == "event"
+        if events:  # one row per event; a padded collection plays the part of the constituents
+            coll = cfg.events.collection
+            padded = list(coll.branches) if coll else []
+            rows = chunks | "FlattenEvents" >> beam.ParDo(FlattenEvents(inp.event_number, sum_weights,
+                                                                        tuple(padded)))
+            pad = PadConstituents(padded, coll.sort_by if coll else None, padded_length(cfg), None, 0.0)
+        else:
+            rows = chunks | "FlattenJets" >> beam.ParDo(FlattenJets(inp.layout, inp.leading_jets, inp.leading_by,
+                                                                    inp.event_number, sum_weights))
+            pad = PadConstituents(inp.constituent_branches, con.sort_by, con.max,
+                                  cfg.constituent_roles.get("pt"), con.min_pt)
+        rows = rows | "CheckFinite" >> beam.ParDo(CheckFinite(inp.on_nonfinite, inp.nonfinite_value))
+        if self.variation is not None:
+            rows = rows | "Vary" >> beam.ParDo(ApplyVariation(
+                variation_spec(self.variation), inp.constituent_branches, cfg.constituent_roles, cfg.jet_roles, cfg.shuffle.seed,
+                self.variation.get("recompute_jets", False)))
+        rows = (
+            rows
+            | "SplitBatches" >> beam.ParDo(SplitBatches())
+            | "Select" >> beam.ParDo(SelectJets(inp.selection, [s.selection for s in cfg.samples], cfg.record))
+        )
+        if events:
+            rows = join_friends(pipeline, cfg, rows)
+        rows = rows | "Label" >> beam.ParDo(LabelJets(labelings(cfg), cfg.weights.branch, cfg.record))
+        if events:
+            rows = rows | "EventVariables" >> beam.ParDo(EventVariables(event_variables(cfg),
+                                                                        cfg.preprocess.unit_scale))
+        split = cfg.split
+        routed, stats = (
+            rows
+            | "PadConstituents" >> beam.ParDo(pad)
+            | "Preprocess" >> beam.ParDo(Preprocess(preprocess_spec(cfg)))
+            | "AssignSplits" >> beam.ParDo(AssignSplits(
+                cfg.shuffle.seed, split_names, [split.fractions()[s] for s in split_names],
+                [cfg.shuffle.shards_per_split.get(s, 0) for s in split_names],
+                by_event_number=inp.event_number is not None, sample_names=[s.name for s in cfg.samples],
+                modulo=split.modulo, residue_splits=split.residue_splits() if split.modulo else None,
+                rows="events" if events else "jets"))
+            .with_outputs("stats", main="batches")
+        )
+        return routed | "WriteHdf5" >> WriteShuffledHdf5(
+            sink, stats, spill=cfg.shuffle.mode == "spill", composition=composition(cfg), skipped=skipped,
+            finish=finish_spec(cfg, sink.features), model=model_spec(cfg))
 
 
 def check_inputs(cfg: Config, files: list[InputFile]) -> None:
@@ -210,6 +303,8 @@ def check_inputs(cfg: Config, files: list[InputFile]) -> None:
             if cfg.input.on_error != "skip":
                 raise
             log.warning("%s (the file will be skipped)", err)
+    if cfg.record == "event":
+        check_friend_inputs(cfg)
 
 
 @dataclass
@@ -261,11 +356,15 @@ def make_sink(cfg: Config, files: list[InputFile], features: dict[str, list[str]
     file_attrs = {
         "config": cfg.provenance_json(),
         "versions": package_versions(),
-        "max_constituents": cfg.constituents.max if cfg.input.constituent_branches else 0,
+        **({"record": "event", "collection_max": padded_length(cfg)} if cfg.record == "event"
+           else {"max_constituents": padded_length(cfg)}),
         "samples": json.dumps([{"name": s.name, "label": s.label,
                                 "categories": {c.name: c.label for c in s.categories}} for s in cfg.samples]),
         "source_files": json.dumps([[f.path for f in files if f.sample == i] for i in range(len(cfg.samples))]),
     }
+    if cfg.record == "event" and cfg.events.friends:
+        file_attrs["friend_files"] = json.dumps({f.name: friend_spec(cfg, f, friend_files(cfg, f)).paths
+                                                 for f in cfg.events.friends})
     datasets = output_datasets(cfg, features)
     return SinkSpec(
         out_dir=out.path, tmp_dir=out.tmp, datasets=datasets, format=output_format(cfg, datasets, features),
@@ -273,14 +372,16 @@ def make_sink(cfg: Config, files: list[InputFile], features: dict[str, list[str]
         sample_names=[s.name for s in cfg.samples], files=files, file_attrs=file_attrs,
         overwrite=overwrite, selection=cfg.input.selection, features=features,
         collections=list(cfg.jet_collections.collections) if cfg.jet_collections else [],
-        stats=cfg.stats.compute or cfg.stats.apply, standardized=cfg.stats.apply)
+        stats=cfg.stats.compute or cfg.stats.apply, standardized=cfg.stats.apply, record=cfg.record,
+        friends=tuple(f.name for f in cfg.events.friends) if cfg.record == "event" else ())
 
 
 def output_format(cfg: Config, datasets: list[DatasetSpec], features: dict[str, list[str]]):
     out = cfg.output
     columns = ColumnSpec(tuple(datasets), features,
                          tuple(cfg.jet_collections.collections) if cfg.jet_collections else (),
-                         cfg.model.output if cfg.model and not cfg.model.as_weight else None)
+                         cfg.model.output if cfg.model and not cfg.model.as_weight else None,
+                         public_names(cfg), "events" if cfg.record == "event" else "jets")
     if out.format == "parquet":
         return ParquetFormat(columns, out.compression, out.parquet_constituents == "padded", out.chunk_jets)
     return Hdf5Format(columns, Storage(out.compression, out.compression_level, out.chunk_jets), out.layout,
@@ -306,26 +407,49 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     finish_spec(cfg, features)  # and on reweighting variables that are not features
     output_format(cfg, output_datasets(cfg, features), features)  # and on clashing FTAG field names
     out = prepare_output(cfg.output.dir, overwrite)
-    sink = make_sink(cfg, files, features, out, overwrite)
+    outputs = [out]
+    try:
+        sink = make_sink(cfg, files, features, out, overwrite)
+        variations = []
+        for item in cfg.variations:
+            outputs.append(prepare_output(variation_dir(cfg, item), overwrite))
+            variation_sink = make_sink(cfg, files, features, outputs[-1], overwrite)
+            variation_sink.file_attrs["variation"] = json.dumps(item, sort_keys=True)
+            variations.append((item, variation_sink))
+    except BaseException:
+        for o in outputs:
+            o.cleanup_after_failure()
+        raise
     log.info("constituent features: %s", features.get("constituents", []))
     log.info("jet features: %s", features["jets"])
+    sinks = [sink] + [v for _, v in variations]
     watch = progress_every > 0 and is_local(out.tmp) and runs_locally(beam_args or [])
     if watch:
-        sink.progress_dir = os.path.join(out.tmp, progress.FOLDER)
+        for s in sinks:
+            s.progress_dir = os.path.join(out.tmp, progress.FOLDER)
+    shards = sum(sum(s.shards.values()) for s in sinks)
     try:
-        with progress.Watcher(sink.progress_dir, len(files), sum(sink.shards.values()), progress_every) \
+        with progress.Watcher(sink.progress_dir, len(files), shards, progress_every) \
                 if watch else contextlib.nullcontext():
             with make_pipeline(PipelineOptions(beam_args or [])) as pipeline:
-                build(pipeline, cfg, files, sink)
+                build(pipeline, cfg, files, sink, variations)
     except BaseException:
-        out.cleanup_after_failure()
+        for o in outputs:
+            o.cleanup_after_failure()
         raise
-    with FileSystems.open(FileSystems.join(out.path, SUMMARY)) as handle:
-        report = json.loads(handle.read())
+    report = _read_report(out.path)
+    if variations:
+        report["variations"] = {item["name"]: {"dir": s.out_dir, **_read_report(s.out_dir)}
+                                for item, s in variations}
     report["seconds"] = round(time.perf_counter() - started, 2)
     if watch:
         total = report["total"]
-        log.info("progress: done: read %s entries of %d files, wrote %s jets in %s shards [%s]",
-                 f"{total['events']:,}", len(files), f"{total['written']:,}", sum(sink.shards.values()),
-                 progress.duration(report["seconds"]))
+        log.info("progress: done: read %s entries of %d files, wrote %s %s in %s shards [%s]",
+                 f"{total['events']:,}", len(files), f"{total['written']:,}",
+                 "events" if cfg.record == "event" else "jets", shards, progress.duration(report["seconds"]))
     return report
+
+
+def _read_report(out_dir: str) -> dict:
+    with FileSystems.open(FileSystems.join(out_dir, SUMMARY)) as handle:
+        return json.loads(handle.read())

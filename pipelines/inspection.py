@@ -46,6 +46,7 @@ class SplitView:
     label_names: dict[int, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     kind: str = ""
+    rows_are: str = "jets"  # or "events" (record: event)
 
     @property
     def sampled(self) -> int:
@@ -100,13 +101,32 @@ def _chunks(n: int):
         yield slice(start, min(n, start + _CHUNK))
 
 
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
 def _read_hdf5(path: str, name: str, max_jets: int) -> SplitView:
     with h5py.File(path, "r") as f:
         missing = _missing_sources(f, path)
         names = _label_names(f.attrs.get("samples"))
         if "jets" in f and f["jets"].dtype.names:
-            return _read_ftag(f, path, name, max_jets, names, missing)
-        return _read_plain(f, path, name, max_jets, names, missing)
+            view = _read_ftag(f, path, name, max_jets, names, missing)
+        else:
+            view = _read_plain(f, path, name, max_jets, names, missing)
+        if _text(f.attrs.get("record")) == "event":
+            view.rows_are = "events"
+        return view
+
+
+def _padded_dataset(f: h5py.File) -> str | None:
+    """The (N, max, F) dataset the mask belongs to: `constituents`, or an event's padded collection."""
+    if "mask" not in f:
+        return None
+    if "constituents" in f:
+        return "constituents"
+    slots = f["mask"].shape[1:]
+    return next((key for key, ds in f.items() if isinstance(ds, h5py.Dataset) and ds.ndim == 3
+                 and ds.shape[1:2] == slots and "features" in ds.attrs and "collections" not in ds.attrs), None)
 
 
 def _read_plain(f: h5py.File, path: str, name: str, max_jets: int, names, missing) -> SplitView:
@@ -119,7 +139,8 @@ def _read_plain(f: h5py.File, path: str, name: str, max_jets: int, names, missin
     k = min(rows, max_jets)
     view = SplitView(name, path, rows, counts, sums, f["labels"][:k], label_names=names, missing=missing,
                      kind="HDF5 plain")
-    skip = {"labels", "weights", "event_number", "source", "mask", "constituents"}
+    padded = _padded_dataset(f)
+    skip = {"labels", "weights", "event_number", "source", "mask", padded}
     for key, ds in f.items():
         if not isinstance(ds, h5py.Dataset) or key in skip or ds.dtype.kind not in "fiub" or ds.ndim > 3:
             continue
@@ -134,10 +155,10 @@ def _read_plain(f: h5py.File, path: str, name: str, max_jets: int, names, missin
             for c, collection in enumerate(str(x) for x in ds.attrs["collections"]):
                 for i, feature in enumerate(features):
                     view.jets[f"{collection}_{feature}"] = data[:, c, i]
-    if "constituents" in f:
+    if padded:
         mask = f["mask"][:k]
-        values = f["constituents"][:k]
-        for i, feature in enumerate(str(x) for x in f["constituents"].attrs.get("features", [])):
+        values = f[padded][:k]
+        for i, feature in enumerate(str(x) for x in f[padded].attrs.get("features", [])):
             view.constituents[feature] = values[..., i][mask]
         view.constituent_counts = mask.sum(axis=1)
         view.slots = mask.shape[1]
@@ -189,7 +210,8 @@ def _read_parquet(path: str, name: str, max_jets: int) -> SplitView:
     counts, sums = _count([(labels, table["weight"].to_numpy() if weights else np.ones(len(labels)))])
     sample = dataset.head(max_jets)
     view = SplitView(name, path, len(labels), counts, sums, sample["label"].to_numpy(),
-                     label_names=_label_names(meta.get("samples")), kind="Parquet")
+                     label_names=_label_names(meta.get("samples")), kind="Parquet",
+                     rows_are="events" if meta.get("record") == "event" else "jets")
     slots = int(meta.get("max_constituents", 0) or 0)
     mask = None
     if "mask" in sample.column_names:
@@ -288,7 +310,8 @@ def summary(views: list[SplitView]) -> str:
     labels = sorted({label for v in views for label in v.counts})
     names = {label: name for v in views for label, name in v.label_names.items()}
     out = [f"{views[0].kind}: {', '.join(f'{v.name} {v.path}' for v in views)}", ""]
-    header = ["split", "jets", *[f"{label} {names.get(label, '')}".strip() for label in labels]]
+    rows_are = views[0].rows_are
+    header = ["split", rows_are, *[f"{label} {names.get(label, '')}".strip() for label in labels]]
     rows = [[v.name, f"{v.rows:,}", *[f"{v.counts.get(label, 0):,}" for label in labels]] for v in views]
     rows.append(["total", f"{sum(v.rows for v in views):,}",
                  *[f"{sum(v.counts.get(label, 0) for v in views):,}" for label in labels]])
@@ -297,10 +320,11 @@ def summary(views: list[SplitView]) -> str:
     out += [_table(["sum of weights", *header[2:]], weighted), ""]
 
     first = views[0]
-    out.append(f"features over {first.sampled:,} {first.name} jets"
+    out.append(f"features over {first.sampled:,} {first.name} {rows_are}"
                + (" (a random sample: rows are shuffled)" if first.sampled < first.rows else ""))
     rows = []
-    for group, values in (("jet", first.jets), ("constituent", first.constituents)):
+    levels = ("event", "collection") if rows_are == "events" else ("jet", "constituent")
+    for group, values in zip(levels, (first.jets, first.constituents)):
         for feature, data in values.items():
             lo, mean, std, hi, bad = feature_stats(data)
             rows.append([feature, group, _fmt(lo), _fmt(mean), _fmt(std), _fmt(hi), f"{bad:,}" if bad else ""])
@@ -308,11 +332,12 @@ def summary(views: list[SplitView]) -> str:
         out += [_table(["feature", "level", "min", "mean", "std", "max", "non-finite"], rows), ""]
     if first.constituent_counts is not None and first.sampled:
         n = first.constituent_counts
-        line = f"constituents per jet: mean {n.mean():.1f}, median {np.median(n):.0f}, max {n.max()}"
+        what = "collection entries per event" if rows_are == "events" else "constituents per jet"
+        line = f"{what}: mean {n.mean():.1f}, median {np.median(n):.0f}, max {n.max()}"
         if first.slots:
             padded = 1 - n.sum() / (first.slots * len(n))
             full, empty = int(np.sum(n >= first.slots)), int(np.sum(n == 0))
-            line += (f"; {first.slots} slots: {padded:.1%} padding; {full:,} jets ({full / len(n):.2%}) fill all "
+            line += (f"; {first.slots} slots: {padded:.1%} padding; {full:,} {rows_are} ({full / len(n):.2%}) fill all "
                      f"slots (possibly truncated), {empty:,} ({empty / len(n):.2%}) have none")
         out.append(line)
     for v in views:

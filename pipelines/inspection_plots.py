@@ -77,11 +77,12 @@ def _draw(ax, values: np.ndarray, labels: np.ndarray, names: dict[int, str], tit
 
 def _panels(view: SplitView) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
     """(file stem, title, values, labels per value) for every plot."""
-    panels = [(f"jet_{_safe(k)}", f"jet: {k}", v, view.labels) for k, v in view.jets.items()]
+    row, entry = ("event", "collection") if view.rows_are == "events" else ("jet", "constituent")
+    panels = [(f"{row}_{_safe(k)}", f"{row}: {k}", v, view.labels) for k, v in view.jets.items()]
     if view.constituent_counts is not None:
         per_value = np.repeat(view.labels, view.constituent_counts)
-        panels.append(("n_constituents", "constituents per jet", view.constituent_counts, view.labels))
-        panels += [(f"constituent_{_safe(k)}", f"constituent: {k}", v, per_value) for k, v in view.constituents.items()]
+        panels.append((f"n_{entry}s", f"{entry} entries per {row}", view.constituent_counts, view.labels))
+        panels += [(f"{entry}_{_safe(k)}", f"{entry}: {k}", v, per_value) for k, v in view.constituents.items()]
     return panels
 
 
@@ -114,7 +115,7 @@ def save_plots(view: SplitView, out_dir: str, logy: bool = False) -> list[str]:
             ax.axis("off")
         handles, names = axes.flat[0].get_legend_handles_labels()
         fig.legend(handles, [n.split(" (")[0] for n in names], loc="upper right", fontsize=8, frameon=False)
-        fig.suptitle(f"{view.name}: {view.sampled:,} of {view.rows:,} jets", fontsize=10, x=0.01, ha="left")
+        fig.suptitle(f"{view.name}: {view.sampled:,} of {view.rows:,} {view.rows_are}", fontsize=10, x=0.01, ha="left")
         fig.tight_layout(rect=(0, 0, 0.97, 0.97))
         path = os.path.join(out_dir, "overview.png")
         fig.savefig(path, dpi=72, metadata=metadata)

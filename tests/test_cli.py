@@ -26,8 +26,18 @@ def test_readme_example_commands(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wrote" in result.stdout and "total" in result.stdout
     assert sorted(os.listdir(tmp_path / "out")) == ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
-    # the progress lines name the file and the entry range
-    assert "read example/zprime_0.root [zprime] entries" in result.stderr
+    # progress ends with the exact number of entries read
+    entries = 0
+    for name in os.listdir(tmp_path / "example"):
+        if name.startswith(("zprime_", "dijet_")) and name.endswith(".root"):
+            with uproot.open(tmp_path / "example" / name) as handle:
+                entries += handle[synthetic.EVENTS_TREE].num_entries
+    assert f"progress: done: read {entries:,} entries of 3 files" in result.stderr
+    # the README quotes the table this run prints
+    with open(os.path.join(REPO, "README.md")) as handle:
+        readme = handle.read()
+    quoted = readme.split("ends with the accounting of every jet:", 1)[1].split("```")[1].strip()
+    assert quoted in result.stdout
 
 
 def write_config(tmp_path, cfg):

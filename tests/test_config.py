@@ -86,3 +86,78 @@ def test_provenance_leaves_out_where_and_how_it_ran():
     stored = json.loads(cfg.provenance_json())
     assert "dir" not in stored["output"] and "mode" not in stored["shuffle"] and "step_size" not in stored["input"]
     assert stored["samples"][0]["name"] == "a"
+
+
+# ------------------------------------------------------------------------------------------ record: event
+
+def event_base(**sections):
+    cfg = {"record": "event",
+           "samples": [{"name": "tt", "files": ["x.root"], "tree": "Events", "label": 1,
+                        "friends": {"mem": ["mem.root"]}}],
+           "input": {"event_number": "event"},
+           "events": {"variables": ["nJet", "Jet_pt[0]", "HT = sum(Jet_pt)"],
+                      "collection": {"branches": ["Jet_pt", "Jet_eta"], "max": 4},
+                      "friends": [{"name": "mem", "tree": "t", "keys": ["run", "luminosityBlock", "event"],
+                                   "branches": ["mem_p"]}]}}
+    for key, value in sections.items():
+        node = cfg
+        *parents, last = key.split("__")
+        for name in parents:
+            node = node[int(name)] if isinstance(node, list) else node.setdefault(name, {})
+        node[last] = value
+    return cfg
+
+
+def test_event_record_resolves():
+    cfg = config_from_dict(event_base(preprocess__unit_scale=0.001, split={"modulo": 2, "train": [0], "test": [1]}))
+    assert cfg.events.collection.sort_by == "Jet_pt" and cfg.kinematics.constituents["pt"] == "Jet_pt"
+    assert cfg.events.friends[0].friend_keys == ["run", "luminosityBlock", "event"]
+    assert cfg.preprocess.scaled_branches == ["Jet_pt[0]", "Jet_pt"]  # energy-like by branch suffix
+    assert cfg.split.fractions() == {"train": 0.5, "val": 0.0, "test": 0.5}
+    assert cfg.split.residue_splits() == [0, 2] and cfg.shuffle.shards_per_split == {"train": 4, "test": 4}
+    hashed = config_from_dict(base())  # the default hash split is unchanged
+    assert hashed.split.fractions() == {"train": 0.8, "val": 0.1, "test": 0.1} and hashed.split.modulo is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"record": "events"}, r"record: 'events' is not one of jet, event; did you mean 'event'"),
+    ({"events__variables": []}, r"events.variables: record: event needs at least one variable"),
+    ({"events__variables": ["Jet_pt[-1]"]}, r"events.variables\[0\]: 'Jet_pt\[-1\]' is not a variable"),
+    ({"events__variables": ["HT = sum(Jet_pt"]}, r"events.variables\[0\] 'HT' 'sum\(Jet_pt' is not a valid"),
+    ({"events__variables": ["nJet", "nJet"]}, r"events.variables: 'nJet' is listed twice"),
+    ({"events__defaults": {"Jet_pt[1]": 0}}, r"events.defaults: \['Jet_pt\[1\]'\] are not variables"),
+    ({"input__jet_branches": ["Jet_pt"]}, r"input.jet_branches: not used with record: event"),
+    ({"input__layout": "jets"}, r"input.layout: record: event reads one entry per event"),
+    ({"events__collection__sort_by": "Jet_phi"}, r"events.collection.sort_by: 'Jet_phi' is not one of"),
+    ({"events__collection__name": "events"}, r"events.collection.name: 'events' is not a usable dataset name"),
+    ({"events__friends__0__unmatched": "keep"}, r"events.friends.mem.unmatched: 'keep' is not one of drop, fill"),
+    ({"events__friends__0__friend_keys": ["run"]}, r"events.friends.mem.friend_keys: 1 names for 3 keys"),
+    ({"events__friends__0__branches": ["event"]}, r"events.friends.mem.branches: \['event'\] are keys"),
+    ({"samples__0__friends": {}}, r"samples.tt.friends.mem: no files given"),
+    ({"samples__0__friends": {"mem": ["m.root"], "dnn": ["d.root"]}}, r"samples.tt.friends: \['dnn'\] are not in"),
+    ({"input__selection": "mem_p > 0.5"}, r"input.selection: \['mem_p'\] come from friend trees"),
+    ({"samples__0__selection": "count(Jet_pt > 30) >= 4 && mem_p > 0"}, r"samples.tt.selection: \['mem_p'\]"),
+    ({"output__layout": "ftag"}, r"output.layout ftag is the jets/tracks convention"),
+    ({"split": {"modulo": 2, "train": 0.5, "test": [1]}}, r"split.train: with split.modulo give the residues"),
+    ({"split": {"modulo": 2, "train": [0, 2], "test": [1]}}, r"split.train: residue 2 is not between 0 and 1"),
+    ({"split": {"modulo": 2, "train": [0, 1], "test": [1]}}, r"split.test: residue 1 is also in split.train"),
+    ({"split": {"modulo": 3, "train": [0], "test": [1]}}, r"split: residues \[2\] of event_number % 3 are in no"),
+    ({"split": {"train": [0], "test": [1]}}, r"split.train: a list of residues needs split.modulo"),
+    ({"split": {"modulo": 2, "train": [0], "test": [1]}, "input__event_number": None}, r"split.modulo needs input"),
+    ({"jet_collections": {"fields": ["pt"], "collections": {"a": ["Jet_pt"]}}}, r"jet_collections: stacks"),
+])
+def test_invalid_event_record(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(event_base(**extra))
+
+
+def test_event_keys_need_record_event():
+    with pytest.raises(ConfigError, match=r"events: these keys describe one row per event; set record: event"):
+        config_from_dict({**base(), "events": {"variables": ["nJet"]}})
+    cfg = base()
+    cfg["samples"][0]["friends"] = {"mem": ["m.root"]}
+    with pytest.raises(ConfigError, match=r"samples.a.friends: friend trees are joined per event"):
+        config_from_dict(cfg)
+    cfg = base(split__modulo=2, input__event_number="ev")  # the modulo split works for jets too
+    cfg["split"].update(train=[0], val=[1])
+    assert config_from_dict(cfg).split.residue_splits() == [0, 1]

@@ -18,7 +18,7 @@ def test_markers_are_counted_once_and_retries_do_not_double_count(tmp_path):
     for start in (0, 250, 500):
         progress.mark(folder, "read", 0, 0, start, 250)
     progress.mark(folder, "read", 0, 0, 250, 250)  # a retried bundle rewrites its marker
-    progress.mark(folder, "shard", 0, 3)
+    progress.mark(folder, "shard", 7, 0, 3)
     s = progress.snapshot(folder)
     assert (s.files_planned, s.entries_planned, s.ranges_planned) == (2, 1500, 6)
     assert (s.ranges_read, s.entries_read, s.shards_written) == (3, 750, 1)

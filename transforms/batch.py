@@ -40,9 +40,26 @@ class Jagged:
         return cls(numpy_content(content), offsets[:-1], np.diff(offsets))
 
     def to_awkward(self) -> ak.Array:
-        offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        compact = self.compact()
+        return ak.unflatten(compact.content, compact.counts)
+
+    def compact(self) -> "Jagged":
+        """The same lists in a content array of their own, back to back. A view keeps its whole source
+        array alive (and a pickle would carry all of it); this copies only the selected values."""
+        offsets = np.zeros(len(self.counts) + 1, np.int64)
+        np.cumsum(self.counts, out=offsets[1:])
+        if len(self.content) == offsets[-1] and np.array_equal(self.starts, offsets[:-1]):
+            return self
         flat = self.content[np.repeat(self.starts - offsets[:-1], self.counts) + np.arange(offsets[-1])]
-        return ak.unflatten(flat, self.counts)
+        return Jagged(flat, offsets[:-1], np.asarray(self.counts, np.int64))
+
+    @classmethod
+    def concat(cls, parts: list["Jagged"]) -> "Jagged":
+        parts = [p.compact() for p in parts]
+        counts = np.concatenate([p.counts for p in parts]).astype(np.int64)
+        offsets = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls(np.concatenate([p.content for p in parts]), offsets[:-1], counts)
 
 
 def list_offsets(layout) -> tuple[np.ndarray, object]:
@@ -103,6 +120,33 @@ class JetBatch:
             Counter(self.stats),
             self.path,
         )
+
+
+def compact_batch(batch: "JetBatch") -> "JetBatch":
+    """The batch with its jagged branches compacted (see Jagged.compact), before it travels."""
+    batch.branches = {name: col.compact() if isinstance(col, Jagged) else col for name, col in batch.branches.items()}
+    return batch
+
+
+def concat_batches(parts: list["JetBatch"]) -> "JetBatch":
+    """Rows of several batches of one file back to back (sample, file and path of the first), stats summed."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    stats = Counter()
+    for part in parts:
+        stats.update(part.stats)
+    branches = {}
+    for name, column in first.branches.items():
+        columns = [p.branches[name] for p in parts]
+        if isinstance(column, Jagged):
+            branches[name] = Jagged.concat(columns)
+        elif isinstance(column, ak.Array):
+            branches[name] = ak.concatenate(columns)
+        else:
+            branches[name] = np.concatenate(columns)
+    data = {name: np.concatenate([p.data[name] for p in parts]) for name in first.data}
+    return JetBatch(first.sample, first.file, branches, data, stats, first.path)
 
 
 def _take(column, index):

@@ -111,9 +111,11 @@ class _ElementWise(ast.NodeTransformer):
 class Expression:
     """A compiled jet-level expression. `symbols` are the branch names it reads."""
 
-    def __init__(self, text: str, what: str = "expression"):
+    def __init__(self, text: str, what: str = "expression", functions: Mapping[str, object] | None = None):
         self.text = text
         self.what = what
+        # the callable names: uproot's table, or a caller's extension of it (per-event reductions)
+        self.functions = FUNCTIONS if functions is None else functions
         try:
             tree = ast.parse(_root_precedence(text).strip(), mode="eval")
         except (SyntaxError, tokenize.TokenError) as err:
@@ -127,14 +129,14 @@ class Expression:
                     f"{what} {text!r} uses {type(node).__name__}, which the expression language does not "
                     "allow (branch names, numbers, arithmetic, comparisons, & | ~ and function calls only)")
             if isinstance(node, ast.Call):
-                if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                if not isinstance(node.func, ast.Name) or node.func.id not in self.functions:
                     name = getattr(node.func, "id", ast.unparse(node.func))
-                    close = difflib.get_close_matches(name, FUNCTIONS, n=1)
+                    close = difflib.get_close_matches(name, self.functions, n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise ConfigError(f"{what} {text!r} calls unknown function {name!r}{hint}")
                 if node.keywords:
                     raise ConfigError(f"{what} {text!r}: keyword arguments are not supported")
-            elif isinstance(node, ast.Name) and node.id not in FUNCTIONS:
+            elif isinstance(node, ast.Name) and node.id not in self.functions:
                 symbols[node.id] = min(node.col_offset, symbols.get(node.id, node.col_offset))
             elif isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, bool)):
                 raise ConfigError(f"{what} {text!r}: only numeric constants are allowed, got {node.value!r}")
@@ -143,7 +145,7 @@ class Expression:
 
     def evaluate(self, values: Mapping[str, object]):
         """Evaluate over arrays named by branch; broadcasting and ufuncs follow numpy/awkward."""
-        namespace = dict(FUNCTIONS)
+        namespace = dict(self.functions)
         namespace.update((name, values[name]) for name in self.symbols)
         with np.errstate(all="ignore"):
             return eval(self._code, {"__builtins__": {}}, namespace)  # noqa: S307 - whitelisted AST only

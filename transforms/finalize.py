@@ -83,6 +83,8 @@ class SinkSpec:
     collections: list = field(default_factory=list)  # jet collection names
     stats: bool = True  # write the training statistics
     standardized: bool = False
+    record: str = "jet"  # what a row is: jet, or event (record: event)
+    friends: tuple = ()  # names of the friend trees joined (record: event), for the report
     progress_dir: str | None = None  # local runs: where workers leave progress markers
 
     @property
@@ -124,8 +126,10 @@ class Finalize(beam.DoFn):
 
         results = self._with_empty_shards(list(results))
         report = build_report(stats, results, spec.files, spec.sample_names, spec.split_names, spec.selection, plan,
-                              skipped)
+                              skipped, spec.record, spec.friends)
         norm = norm_dict(moments or {}, spec.features, spec.collections) if spec.stats else None
+        if norm is not None:  # named as the datasets are on disk (record: event writes `jets` as `events`)
+            norm = {spec.format.public_name(name): values for name, values in norm.items()}
         if norm is not None:
             report["stats"] = {"file": NORM, "over": "train", "standardized": spec.standardized}
 

@@ -3,6 +3,7 @@
 Layout `events`: one entry per event, jet branches hold a list per event and constituent branches a list
 of lists. The `leading` jets of each event (highest `leading_by` first, ties in ntuple order) become rows;
 event-level branches are repeated for each of them. Layout `jets`: one entry per jet, passed through.
+`record: event` (flatten_event_rows): one row per event, list branches kept as lists (Jagged).
 
 Every jet gets its identity: `source` = (sample, file, entry, jet index in the event as stored), and its
 `event_number`.
@@ -128,6 +129,31 @@ def flatten_jets(chunk: EventsChunk, event_number: str | None) -> JetBatch:
     return batch
 
 
+def flatten_event_rows(chunk: EventsChunk, event_number: str | None, sum_weights: str | None = None,
+                       same_length: tuple[str, ...] = ()) -> JetBatch:
+    """`record: event`: one row per entry. Branches with one value per entry become numpy columns, lists
+    (Jet_pt ...) Jagged views on uproot's flat content; `same_length` branches (one collection kept padded)
+    must have lists of equal length in every entry."""
+    arrays = chunk.arrays
+    spec = chunk.range.file
+    branches = {}
+    for name, depth in _levels(arrays).items():
+        if depth == 1:
+            branches[name] = _to_numpy(arrays[name])
+        else:
+            offsets, values = list_offsets(arrays[name].layout)
+            branches[name] = Jagged(numpy_content(values), offsets[:-1], np.diff(offsets))
+    _check_same_counts({n: branches[n].counts for n in same_length if n in branches}, "values", chunk)
+    n = len(arrays)
+    batch = JetBatch(spec.sample, spec.file, branches, path=spec.path)
+    _set_identity(batch, chunk.range.start + np.arange(n, dtype=np.int64), np.zeros(n, np.int64),
+                  branches.get(event_number) if event_number else None)
+    batch.stats.update(events=n)
+    if sum_weights:
+        batch.stats["sum_weights"] = _sum_of_weights(chunk, sum_weights)
+    return batch
+
+
 def _set_identity(batch: JetBatch, entry: np.ndarray, jet_index: np.ndarray, event_number):
     n = len(entry)
     batch.data["event_number"] = (np.full(n, -1, np.int64) if event_number is None
@@ -163,3 +189,22 @@ class FlattenJets(beam.DoFn):
             yield flatten_events(chunk, self.leading, self.leading_by, self.event_number, self.sum_weights)
         else:
             yield flatten_jets(chunk, self.event_number)
+
+
+@beam.typehints.with_output_types(JetBatch)
+class FlattenEvents(beam.DoFn):
+    """EventsChunk -> JetBatch with one row per event (`record: event`); see flatten_event_rows.
+
+    Args:
+        event_number: branch with the event number, or None (identity by entry).
+        sum_weights: event-level weight branch to sum exactly over all events read (stats 'sum_weights').
+        same_length: list branches that must have equal lengths in each event (a padded collection).
+    """
+
+    def __init__(self, event_number: str | None, sum_weights: str | None = None, same_length: tuple[str, ...] = ()):
+        self.event_number = event_number
+        self.sum_weights = sum_weights
+        self.same_length = tuple(same_length)
+
+    def process(self, chunk: EventsChunk):
+        yield flatten_event_rows(chunk, self.event_number, self.sum_weights, self.same_length)

@@ -16,6 +16,7 @@ of parts (`train/part-00000-of-00006.parquet`), which pandas/polars/pyarrow read
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass, field
 
@@ -44,15 +45,31 @@ def _fill(dtype: np.dtype):
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """The plain columns a job produces: dataset specs, feature names, jet collection names, scores."""
+    """The plain columns a job produces: dataset specs, feature names, jet collection names, scores.
+
+    names: column -> dataset name on disk where they differ (record: event writes `jets` as `events`);
+    rows: what a row is ('jets' or 'events'), for the `num_<rows>` file attribute.
+    """
 
     datasets: tuple[DatasetSpec, ...]
     features: dict = field(default_factory=dict)
     collections: tuple[str, ...] = ()
     scores: str | None = None
+    names: dict = field(default_factory=dict)
+    rows: str = "jets"
 
     def get(self, name: str) -> DatasetSpec | None:
         return next((d for d in self.datasets if d.name == name), None)
+
+    def public_name(self, name: str) -> str:
+        return self.names.get(name, name)
+
+    def renamed(self, columns: Columns, back: bool = False) -> Columns:
+        """Columns keyed by their names on disk (or, with back=True, from those back to the pipeline's)."""
+        if not self.names:
+            return columns
+        names = {v: k for k, v in self.names.items()} if back else self.names
+        return {names.get(name, name): values for name, values in columns.items()}
 
 
 class Hdf5Format:
@@ -67,7 +84,12 @@ class Hdf5Format:
         self.storage = storage
         self.layout = layout
         self.constituents_name = constituents_name
-        self.datasets = list(columns.datasets) if layout == "plain" else self._ftag_datasets()
+        self.datasets = ([dataclasses.replace(d, name=columns.public_name(d.name)) for d in columns.datasets]
+                         if layout == "plain" else self._ftag_datasets())
+        self.count_attr = f"num_{columns.rows}"
+
+    def public_name(self, name: str) -> str:
+        return self.columns.public_name(name) if self.layout == "plain" else name
 
     # ------------------------------------------------------------------------------------ FTAG layout
 
@@ -78,6 +100,7 @@ class Hdf5Format:
         for k, collection in enumerate(c.collections):
             fields += [(f"{collection}_{name}", "jet_collections", "f4", (k, i))
                        for i, name in enumerate(c.features.get("jet_collections", []))]
+        fields += [(name, "jets_int", "i8", i) for i, name in enumerate(self._integer_names())]
         fields += [("flavour_label", "labels", "i4", None), ("weight", "weights", "f4", None),
                    ("eventNumber", "event_number", "i8", None)]
         fields += [(name, "source", "i8", i) for i, name in enumerate(SOURCE_FIELDS)]
@@ -93,6 +116,16 @@ class Hdf5Format:
                               "the branches or features")
         return fields
 
+    def _integer_names(self) -> list[str]:
+        spec = self.columns.get("jets_int")
+        return [str(x) for x in dict(spec.attrs)["features"]] if spec else []
+
+    def _passed_through(self) -> list[DatasetSpec]:
+        """Datasets the FTAG layout writes as they are (images): not part of the jets/tracks convention."""
+        known = {"constituents", "mask", "jets", "jet_collections", "jets_int", "labels", "weights", "event_number",
+                 "source", self.columns.scores}
+        return [d for d in self.columns.datasets if d.name not in known]
+
     def _constituent_fields(self) -> list[str]:
         return list(self.columns.features.get("constituents", []))
 
@@ -103,11 +136,11 @@ class Hdf5Format:
         if constituents is not None:
             fields = [(name, "f4") for name in self._constituent_fields()] + [("valid", "?")]
             out.append(DatasetSpec(self.constituents_name, np.dtype(fields), (constituents.shape[0],)))
-        return out
+        return out + self._passed_through()
 
     def to_file(self, columns: Columns) -> Columns:
         if self.layout == "plain":
-            return columns
+            return self.columns.renamed(columns)
         n = len(columns["labels"])
         jets = np.zeros(n, self.datasets[0].dtype)
         for name, column, _, index in self._jet_fields():
@@ -121,11 +154,12 @@ class Hdf5Format:
                 consts[name] = columns["constituents"][..., i]
             consts["valid"] = columns["mask"]
             out[self.constituents_name] = consts
+        out.update({d.name: columns[d.name] for d in self._passed_through() if d.name in columns})
         return out
 
     def from_file(self, data: Columns) -> Columns:
         if self.layout == "plain":
-            return data
+            return self.columns.renamed(data, back=True)
         jets = data["jets"]
         out: Columns = {}
         groups: dict[str, list] = {}
@@ -146,25 +180,28 @@ class Hdf5Format:
             consts = data[self.constituents_name]
             out["constituents"] = np.stack([consts[name] for name in self._constituent_fields()], axis=-1)
             out["mask"] = consts["valid"]
+        out.update({d.name: data[d.name] for d in self._passed_through() if d.name in data})
         return out
 
     # ----------------------------------------------------------------------------------------- files
 
     def write(self, path: str, columns: Columns, attrs: dict) -> None:
         write_via_local(path, lambda local: write_jets_file(local, self.to_file(columns), self.datasets,
-                                                            self.storage, attrs))
+                                                            self.storage, attrs, count_attr=self.count_attr))
 
     def write_empty(self, path: str, attrs: dict) -> None:
-        write_via_local(path, lambda local: write_jets_file(local, {}, self.datasets, self.storage, attrs))
+        write_via_local(path, lambda local: write_jets_file(local, {}, self.datasets, self.storage, attrs,
+                                                            count_attr=self.count_attr))
 
     def read(self, path: str) -> Columns:
         return self.from_file(read_jets_file(path))
 
     def write_split(self, path: str, members: list[tuple[str, int]], attrs: dict, statistics: dict) -> None:
-        extra = statistics if self.layout == "plain" else {}
+        extra = self.columns.renamed(statistics) if self.layout == "plain" else {}
         write_via_local(path, lambda local: write_split_file(local, members, self.datasets, self.storage, attrs,
                                                              extra, fills={d.name: _fill(np.dtype(d.dtype))
-                                                                           for d in self.datasets}))
+                                                                           for d in self.datasets},
+                                                             count_attr=self.count_attr))
 
 
 class ParquetFormat:
@@ -184,11 +221,20 @@ class ParquetFormat:
             raise ConfigError(f"output.format parquet: column names {clash} occur twice (a table has one column "
                               "per jet and constituent feature); rename the branches or features")
 
+    def public_name(self, name: str) -> str:
+        """A dataset's name in norm.yaml (the table's columns are named by feature)."""
+        return self.columns.public_name(name)
+
+    def _integer_names(self) -> list[str]:
+        spec = self.columns.get("jets_int")
+        return [str(x) for x in dict(spec.attrs)["features"]] if spec else []
+
     def _names(self) -> list[tuple[str, str]]:
         """(column of the pipeline, Parquet column name), in table order."""
         c = self.columns
         names = [("jets", name) for name in c.features.get("jets", [])]
         names += [("jet_collections", f"{k}_{name}") for k in c.collections for name in c.features["jet_collections"]]
+        names += [("jets_int", name) for name in self._integer_names()]
         names += [("constituents", name) for name in c.features.get("constituents", [])]
         names += [("mask", "mask")] if self.padded and "constituents" in c.features else []
         names += [("labels", "label"), ("weights", "weight"), ("event_number", "event_number")]
@@ -201,6 +247,8 @@ class ParquetFormat:
         for k, collection in enumerate(c.collections):
             for i, name in enumerate(c.features.get("jet_collections", [])):
                 arrays[f"{collection}_{name}"] = columns["jet_collections"][:, k, i]
+        for i, name in enumerate(self._integer_names()):
+            arrays[name] = columns["jets_int"][:, i]
         table = {name: pa.array(values) for name, values in arrays.items()}
         if "constituents" in columns:
             mask = columns["mask"]
@@ -233,6 +281,8 @@ class ParquetFormat:
             out["jet_collections"] = np.stack(
                 [np.stack([table[f"{k}_{name}"].to_numpy() for name in c.features["jet_collections"]], axis=1)
                  for k in c.collections], axis=1).astype(np.float32)
+        if self._integer_names():
+            out["jets_int"] = np.stack([table[name].to_numpy() for name in self._integer_names()], axis=1)
         if "constituents" in c.features:
             m = c.get("constituents").shape[0]
             names = c.features["constituents"]

@@ -27,6 +27,7 @@ class DatasetSpec:
     dtype: str
     shape: tuple[int, ...] = ()
     attrs: tuple[tuple[str, object], ...] = ()
+    chunk_rows: int | None = None  # rows per chunk when not Storage.chunk_jets (e.g. 1 for images)
 
     @property
     def fill(self):
@@ -42,10 +43,10 @@ class Storage:
     level: int | None = None
     chunk_jets: int = 256
 
-    def options(self, n: int, shape: tuple[int, ...]) -> dict:
+    def options(self, n: int, shape: tuple[int, ...], rows: int | None = None) -> dict:
         if n == 0 or 0 in shape:  # nothing to chunk (HDF5 chunks must be non-empty)
             return {}
-        options = {"chunks": (min(n, self.chunk_jets), *shape)}
+        options = {"chunks": (min(n, rows or self.chunk_jets), *shape)}
         if self.compression == "gzip":
             options.update(compression="gzip", compression_opts=self.level or 4, shuffle=True)
         elif self.compression == "lzf":
@@ -103,17 +104,18 @@ def _attrs(target, values) -> None:
 
 
 def write_jets_file(path: str, columns: Columns, datasets: list[DatasetSpec], storage: Storage,
-                    attrs: dict, dataset_attrs: dict | None = None) -> None:
+                    attrs: dict, dataset_attrs: dict | None = None, count_attr: str = "num_jets") -> None:
     """A regular HDF5 file with the `datasets` (those in `columns`, or all of them empty when `columns` is
-    empty), chunked by jets; file attributes `attrs` plus num_jets."""
+    empty), chunked by rows; file attributes `attrs` plus the row count (`count_attr`)."""
     n = next((len(columns[ds.name]) for ds in datasets if ds.name in columns), 0)
     with h5py.File(path, "w") as handle:
-        _attrs(handle, {**attrs, "num_jets": n})
+        _attrs(handle, {**attrs, count_attr: n})
         for ds in datasets:
             if columns and ds.name not in columns:
                 continue
             data = columns[ds.name] if columns else np.zeros((0, *ds.shape), ds.dtype)
-            dataset = handle.create_dataset(ds.name, data=np.asarray(data, ds.dtype), **storage.options(n, ds.shape))
+            dataset = handle.create_dataset(ds.name, data=np.asarray(data, ds.dtype),
+                                            **storage.options(n, ds.shape, ds.chunk_rows))
             _attrs(dataset, ds.attrs)
             _attrs(dataset, (dataset_attrs or {}).get(ds.name, {}))
 
@@ -128,7 +130,8 @@ class _UntimedLayout(h5py.VirtualLayout):
 
 
 def write_split_file(path: str, shards: list[tuple[str, int]], datasets: list[DatasetSpec], storage: Storage,
-                     attrs: dict, dataset_attrs: dict | None = None, fills: dict | None = None) -> None:
+                     attrs: dict, dataset_attrs: dict | None = None, fills: dict | None = None,
+                     count_attr: str = "num_jets") -> None:
     """One file presenting the shards [(relative path, jets)] as one dataset each (HDF5 virtual datasets).
 
     Source paths are relative to the split file, so the output directory can be moved or copied whole;
@@ -139,10 +142,10 @@ def write_split_file(path: str, shards: list[tuple[str, int]], datasets: list[Da
     total = sum(n for _, n in shards)
     extra = dataset_attrs or {}
     if total == 0:
-        write_jets_file(path, {}, datasets, storage, attrs, extra)
+        write_jets_file(path, {}, datasets, storage, attrs, extra, count_attr)
         return
     with h5py.File(path, "w") as handle:
-        _attrs(handle, {**attrs, "num_jets": total})
+        _attrs(handle, {**attrs, count_attr: total})
         for ds in datasets:
             layout = _UntimedLayout(shape=(total, *ds.shape), dtype=ds.dtype)
             start = 0

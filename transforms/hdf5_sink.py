@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import zlib
 
 import apache_beam as beam
 import numpy as np
@@ -77,7 +78,8 @@ class WriteShard(beam.DoFn):
         n = len(columns["labels"])
         self.written.inc(n)
         Metrics.counter("root2hdf5", f"written_{split}").inc(n)
-        progress.mark(self.spec.progress_dir, "shard", split_index, shard)
+        # one marker per output set and shard (a variation's shards are other shards)
+        progress.mark(self.spec.progress_dir, "shard", zlib.crc32(self.spec.out_dir.encode()), split_index, shard)
         log.info("wrote shard %s/%d: %d jets in %.1f s", split, shard, n, time.perf_counter() - begin)
         written = columns["source"][:, 0], columns["source"][:, 1], columns["labels"]
         result = ShardResult(split, shard, path, n, _count_rows((sample, file, label), keep, unreadable, written))

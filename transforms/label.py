@@ -16,8 +16,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.batch import JetBatch
 from transforms.errors import InputError
-from transforms.expressions import Expression
-from transforms.select import selection_mask
+from transforms.select import expression_class, selection_mask
 
 
 @dataclass(frozen=True)
@@ -35,16 +34,19 @@ class LabelJets(beam.DoFn):
     Args:
         samples: the Labeling of each sample, indexed like the config's samples.
         weight_branch: branch multiplied into the weight of each jet, or None.
+        record: 'jet' or 'event' (rows are events: category selections use the event expression language).
     """
 
-    def __init__(self, samples: list[Labeling], weight_branch: str | None = None):
+    def __init__(self, samples: list[Labeling], weight_branch: str | None = None, record: str = "jet"):
         self.samples = list(samples)
         self.weight_branch = weight_branch
+        self.record = record
         self.uncategorized = Metrics.counter("root2hdf5", "jets_uncategorized")
         self._expressions = None
 
     def setup(self):
-        self._expressions = [[Expression(sel, f"category {name!r}") for _, name, sel in s.categories]
+        make = expression_class(self.record)
+        self._expressions = [[make(sel, f"category {name!r}") for _, name, sel in s.categories]
                              for s in self.samples]
 
     def process(self, batch: JetBatch):
@@ -71,8 +73,9 @@ class LabelJets(beam.DoFn):
             jet = int(np.flatnonzero(count > 1)[0])
             names = [labeling.categories[k][1] for k in np.flatnonzero(matches[:, jet])]
             entry, index = batch.data["source"][jet, 2:]
-            raise InputError(f"{batch.path}: entry {entry} jet {index} matches categories {names}; category "
-                             "selections must not overlap")
+            row = f"entry {entry} jet {index}" if self.record == "jet" else \
+                f"entry {entry} (event number {batch.data['event_number'][jet]})"
+            raise InputError(f"{batch.path}: {row} matches categories {names}; category selections must not overlap")
         labels = np.array([c[0] for c in labeling.categories], np.int32)
         keep = count == 1
         dropped = int(len(batch) - keep.sum())

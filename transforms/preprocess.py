@@ -156,6 +156,8 @@ class PreprocessSpec:
     max_constituents: int = 0
     feature_scale: tuple[tuple[str, float], ...] = ()
     collections: JetCollections | None = None
+    images: tuple = ()  # transforms.images.ImageSpec, made from the unit-scaled constituents
+    integer_branches: tuple[str, ...] = ()  # written unconverted to `jets_int`
 
     def _scaled(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scale = np.float32(self.unit_scale)
@@ -163,12 +165,15 @@ class PreprocessSpec:
                        else np.asarray(values, np.float32))
                 for name, values in arrays.items()}
 
+    def _constituent_inputs(self, branches: dict, mask: np.ndarray | None, jets: dict) -> Inputs:
+        return Inputs(self._scaled({name: branches[name] for name in self.constituent_branches}),
+                      self.constituent_roles, mask, jets, self.jet_roles)
+
     def _feature_dicts(self, branches: dict, mask: np.ndarray | None, n: int) -> dict[str, dict]:
         jets = self._scaled({name: branches[name] for name in self.jet_branches})
         out = {}
         if self.constituent_branches:
-            inputs = Inputs(self._scaled({name: branches[name] for name in self.constituent_branches}),
-                            self.constituent_roles, mask, jets, self.jet_roles)
+            inputs = self._constituent_inputs(branches, mask, jets)
             out["constituents"] = apply_functions(self.constituent_functions, inputs,
                                                   (n, self.max_constituents), "constituents")
         out["jets"] = apply_functions(self.jet_functions, Inputs(jets, self.jet_roles), (n,), "jets")
@@ -200,6 +205,22 @@ class PreprocessSpec:
             else:
                 out[dataset] = self._stack(feats, (n,))
         return out
+
+    def extras(self, branches: dict, mask: np.ndarray | None, n: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Integer branches as `jets_int` (n, K) int64, and the images; plus the number of constituents
+        outside each image's range."""
+        out, outside = {}, {}
+        if self.integer_branches:
+            out["jets_int"] = np.stack([np.asarray(branches[b]).astype(np.int64) for b in self.integer_branches],
+                                       axis=1)
+        if self.images:
+            from transforms.images import compute
+
+            jets = self._scaled({name: branches[name] for name in self.jet_branches})
+            inputs = self._constituent_inputs(branches, mask, jets)
+            for spec in self.images:
+                out[spec.name], outside[spec.name] = compute(spec, inputs)
+        return out, outside
 
     def _trusted(self) -> bool:
         """Built-ins give exact +0 in padded slots (their inputs are 0 there); user functions may not."""
@@ -253,6 +274,10 @@ class Preprocess(beam.DoFn):
     def process(self, batch: JetBatch):
         try:
             batch.data.update(self.spec.features(batch.branches, batch.data.get("mask"), len(batch)))
+            extras, outside = self.spec.extras(batch.branches, batch.data.get("mask"), len(batch))
+            batch.data.update(extras)
+            for name, count in outside.items():
+                batch.stats[f"image_outside/{name}"] += int(count)
         except (ConfigError, InputError) as err:
             raise type(err)(f"{batch.path}: {err}") from None
         batch.branches = {}

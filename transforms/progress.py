@@ -2,7 +2,7 @@
 
 Workers leave empty marker files in `<run tmp>/progress/` whose names carry the numbers: a file planned
 (`plan-<sample>-<file>-<entries>-<ranges>`), an entry range read (`read-<sample>-<file>-<start>-<entries>`),
-a shard written (`shard-<split index>-<shard>`). The driver lists the folder every few seconds and logs one line.
+a shard written (`shard-<output set>-<split index>-<shard>`). The driver lists the folder every few seconds and logs one line.
 Files rather than Beam metrics, because runners report metrics to the driver only at the end; names
 rather than contents, because a retried bundle rewrites the same name, so nothing is counted twice.
 

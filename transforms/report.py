@@ -5,6 +5,10 @@ metrics, so they are exact even when a runner retries bundles. For every file:
 
     jets = not_leading + cut + uncategorized + (sent to train + val + test)    every jet read is accounted for
     sent to a split = written to it + dropped by limits                        the shuffle lost nothing
+
+With `record: event` a row is an event, and `events = nonfinite + cut + unmatched + uncategorized + sent`,
+`unmatched` being the events a friend tree had no partner for (dropped); `unmatched_filled` counts those
+kept with fill values.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from transforms.errors import InputError, Root2Hdf5Error
 
 COUNTS = ("events", "jets", "not_leading", "nonfinite", "cut", "uncategorized")
+EVENT_COUNTS = ("events", "nonfinite", "cut", "unmatched", "uncategorized")
 
 
 @dataclass
@@ -53,12 +58,17 @@ class ShardResult:
 
 
 def build_report(stats, shards: list[ShardResult], files, sample_names: list[str], split_names: list[str],
-                 selection: str | None, plan=None, skipped=()) -> dict:
+                 selection: str | None, plan=None, skipped=(), record: str = "jet", friends=()) -> dict:
     """Summarise and check; returns the report as a JSON-ready dict. Raises if anything does not add up.
 
     stats: the RangeStats of every range; files: the InputFile list; plan: the WritePlan, if any;
-    skipped: SkippedFile records (`input.on_error: skip`).
+    skipped: SkippedFile records (`input.on_error: skip`); record: 'jet' or 'event' (what a row is);
+    friends: the names of the friend trees joined (record: event).
     """
+    counted = EVENT_COUNTS if record == "event" else COUNTS
+    rows = "events" if record == "event" else "jets"  # the count every row read is part of
+    removed = [k for k in counted if k not in ("events", "jets")]
+    extras = ("replaced", "no_constituents", "unmatched_filled", "variation_dropped")
     read: dict[tuple[int, int], Counter] = defaultdict(Counter)
     for rs in stats:
         read[(rs.sample, rs.file)].update({k: v for k, v in rs.counts.items() if k != "sum_weights"})
@@ -84,26 +94,33 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
             raise Root2Hdf5Error(f"accounting: no jets were accounted for file {spec.path}; it was not read")
         counts = read[key]
         sent = {s: counts[s] for s in split_names}
-        lost = counts["jets"] - sum(counts[k] for k in COUNTS[2:]) - sum(sent.values())
+        lost = counts[rows] - sum(counts[k] for k in removed) - sum(sent.values())
         if lost:
-            raise Root2Hdf5Error(f"accounting: {spec.path} read {counts['jets']} jets but {lost} are neither "
-                                 "written nor counted as not leading, non-finite, cut or uncategorized")
+            raise Root2Hdf5Error(f"accounting: {spec.path} read {counts[rows]} {rows} but {lost} are neither "
+                                 f"written nor counted as {', '.join(k.replace('_', ' ') for k in removed)}")
         for split in split_names:
             if sent[split] != written[key][split] + limited[key][split] + dropped[key][split]:
                 raise Root2Hdf5Error(
-                    f"accounting: {spec.path} sent {sent[split]} jets to {split} but {written[key][split]} were "
-                    f"written and {limited[key][split]} dropped by limits; the shuffle lost or duplicated jets")
-        entry = {"sample": name, "file": spec.file, "path": spec.path, **{k: counts[k] for k in COUNTS},
+                    f"accounting: {spec.path} sent {sent[split]} {rows} to {split} but {written[key][split]} were "
+                    f"written and {limited[key][split]} dropped by limits; the shuffle lost or duplicated {rows}")
+        entry = {"sample": name, "file": spec.file, "path": spec.path, **{k: counts[k] for k in counted},
                  "limited": sum(limited[key].values()), "written": {s: written[key][s] for s in split_names}}
-        for extra in ("replaced", "no_constituents"):
+        for extra in extras:
             if counts[extra]:
                 entry[extra] = counts[extra]
+        outside = _images_outside(counts)
+        if outside:
+            entry["images_outside"] = outside
+        if friends:
+            entry["friends"] = _per_friend(counts, friends)
         if key in skipped_files:
             entry.update(skipped=skipped_files[key].reason, dropped=sum(dropped[key].values()))
         report_files.append(entry)
-        samples[name].update({k: counts[k] for k in COUNTS}, files=1, limited=entry["limited"],
+        samples[name].update({k: counts[k] for k in counted}, files=1, limited=entry["limited"],
                              selected=sum(sent.values()), skipped_files=int(key in skipped_files),
-                             **{f"written_{s}": written[key][s] for s in split_names})
+                             **{f"written_{s}": written[key][s] for s in split_names},
+                             **{k: v for k, v in counts.items() if k.startswith(("unmatched", "image_outside/"))
+                                and k not in counted})
 
     report_samples = {}
     for index, name in enumerate(sample_names):
@@ -112,12 +129,18 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
             raise InputError(f"sample {name!r}: all its {c['files']} file(s) were skipped as unreadable; see the "
                              "warnings above")
         if c["selected"] == 0:
-            raise InputError(f"sample {name!r}: no jets passed" +
-                             (f" the selection {selection!r}" if selection else " (the input has no jets)") +
+            raise InputError(f"sample {name!r}: no {rows} passed" +
+                             (f" the selection {selection!r}" if selection else f" (the input has no {rows})") +
                              "; check the selection's units and the branches")
-        entry = {"files": c["files"], **{k: c[k] for k in COUNTS}, "limited": c["limited"],
+        entry = {"files": c["files"], **{k: c[k] for k in counted}, "limited": c["limited"],
                  "written": {s: c[f"written_{s}"] for s in split_names},
                  "labels": {s: {str(l): n for l, n in sorted(by_label[(index, s)].items())} for s in split_names}}
+        if c["unmatched_filled"]:
+            entry["unmatched_filled"] = c["unmatched_filled"]
+        if _images_outside(c):
+            entry["images_outside"] = _images_outside(c)
+        if friends:
+            entry["friends"] = _per_friend(c, friends)
         if c["skipped_files"]:
             entry["skipped_files"] = c["skipped_files"]
         if plan is not None and plan.sum_of_weights:
@@ -130,7 +153,7 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
         labels = Counter()
         for index in range(len(sample_names)):
             labels.update(by_label[(index, split)])
-        split_totals[split] = {"jets": sum(s.num_jets for s in shards if s.split == split),
+        split_totals[split] = {rows: sum(s.num_jets for s in shards if s.split == split),
                                "shards": sum(1 for s in shards if s.split == split),
                                "labels": {str(l): n for l, n in sorted(labels.items())}}
         resampled = [s for s in shards if s.split == split and s.resampled_from is not None]
@@ -138,25 +161,43 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
             split_totals[split]["resampled_from"] = sum(s.resampled_from for s in resampled)
     totals = Counter()
     for entry in report_samples.values():
-        totals.update({k: entry[k] for k in (*COUNTS, "limited")})
-    totals["written"] = sum(v["jets"] for v in split_totals.values())
+        totals.update({k: entry[k] for k in (*counted, "limited")})
+        if entry.get("unmatched_filled"):
+            totals["unmatched_filled"] += entry["unmatched_filled"]
+    totals["written"] = sum(v[rows] for v in split_totals.values())
     report = {"samples": report_samples, "splits": split_totals, "total": dict(totals), "files": report_files}
+    if record == "event":
+        report["record"] = "event"
     if skipped_files:
         report["skipped"] = [{"path": r.path, "reason": r.reason} for _, r in sorted(skipped_files.items())]
     return report
 
 
+def _images_outside(counts) -> dict[str, int]:
+    """Image name -> valid constituents outside its range (clipped for pixels, dropped for dense images)."""
+    return {k.split("/", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("image_outside/") and v}
+
+
+def _per_friend(counts, friends) -> dict:
+    return {name: {"unmatched": counts[f"unmatched/{name}"], "unmatched_filled": counts[f"unmatched_filled/{name}"]}
+            for name in friends}
+
+
 def format_report(report: dict) -> str:
     """A small table for the terminal; columns that are zero everywhere are left out."""
     splits = list(report["splits"])
-    optional = [k for k in ("nonfinite", "uncategorized", "limited") if report["total"].get(k)]
-    header = ["sample", "files", "events", "jets", "not leading", "cut", *optional, *splits]
-    rows = [[name, s["files"], s["events"], s["jets"], s["not_leading"], s["cut"], *(s[k] for k in optional),
+    events = report.get("record") == "event"
+    fixed = ["events", "cut"] if events else ["events", "jets", "not_leading", "cut"]
+    rows_key = "events" if events else "jets"
+    optional = [k for k in ("nonfinite", "unmatched", "unmatched_filled", "uncategorized", "limited")
+                if report["total"].get(k)]
+    header = ["sample", "files", *(k.replace("_", " ") for k in fixed), *(k.replace("_", " ") for k in optional),
+              *splits]
+    rows = [[name, s["files"], *(s[k] for k in fixed), *(s.get(k, 0) for k in optional),
              *(s["written"][k] for k in splits)] for name, s in report["samples"].items()]
     t = report["total"]
-    rows.append(["total", sum(r[1] for r in rows), t["events"], t["jets"], t["not_leading"], t["cut"],
-                 *(t[k] for k in optional), *(report["splits"][k].get("resampled_from", report["splits"][k]["jets"])
-                                              for k in splits)])
+    rows.append(["total", sum(r[1] for r in rows), *(t[k] for k in fixed), *(t[k] for k in optional),
+                 *(report["splits"][k].get("resampled_from", report["splits"][k][rows_key]) for k in splits)])
     cell = lambda v: f"{v:,}" if isinstance(v, int) else str(v)
     widths = [max(len(cell(row[i])) for row in [header, *rows]) for i in range(len(header))]
     fmt = lambda row: "  ".join(cell(v).rjust(w) if i else cell(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
@@ -165,8 +206,8 @@ def format_report(report: dict) -> str:
         lines.append(f"skipped {skipped['path']}: {skipped['reason']}")
     for split, info in report["splits"].items():
         if "resampled_from" in info:
-            lines.append(f"{split}: resampled to {info['jets']:,} jets drawn from {info['resampled_from']:,}")
-    labels = {s: report["splits"][s]["labels"] for s in splits}
+            lines.append(f"{split}: resampled to {info[rows_key]:,} {rows_key} drawn from {info['resampled_from']:,}")
+    labels = {s: report["splits"][s]["labels"] for s in splits if report["splits"][s]["labels"]}
     if any(len(v) > 1 for v in labels.values()):
         lines.append("labels: " + "; ".join(f"{s} " + ", ".join(f"{l}: {n:,}" for l, n in v.items())
                                             for s, v in labels.items()))

@@ -1,4 +1,5 @@
-"""Jet selection: keep the jets for which `input.selection` is true (see transforms.expressions)."""
+"""Selection: keep the rows (jets, or events with `record: event`) for which `input.selection` and their
+sample's `selection` are true (see transforms.expressions and transforms.event_expressions)."""
 from __future__ import annotations
 
 import apache_beam as beam
@@ -27,21 +28,46 @@ def selection_mask(expression: Expression, batch: JetBatch, where: str) -> np.nd
     return np.broadcast_to(result, (n,))
 
 
+def expression_class(record: str):
+    """Expressions over jets (record 'jet') or over events, with Jet_pt[0] and count(...) ('event')."""
+    if record == "event":
+        from transforms.event_expressions import EventExpression
+
+        return EventExpression
+    return Expression
+
+
 @beam.typehints.with_output_types(JetBatch)
 class SelectJets(beam.DoFn):
-    """JetBatch -> JetBatch with only the selected jets; the cut ones are counted in `stats['cut']`."""
+    """JetBatch -> JetBatch with only the selected rows; the cut ones are counted in `stats['cut']`.
 
-    def __init__(self, selection: str | None):
+    Args:
+        selection: `input.selection`, for every sample, or None.
+        sample_selections: per sample index, its own selection or None.
+        record: 'jet' or 'event' (which expression language).
+    """
+
+    def __init__(self, selection: str | None, sample_selections=(), record: str = "jet"):
         self.selection = selection
+        self.sample_selections = tuple(sample_selections)
+        self.record = record
         self.expression = None
+        self.per_sample = []
         self.cut = Metrics.counter("root2hdf5", "jets_cut")
 
     def setup(self):
-        self.expression = Expression(self.selection, "input.selection") if self.selection else None
+        make = expression_class(self.record)
+        self.expression = make(self.selection, "input.selection") if self.selection else None
+        self.per_sample = [make(text, f"samples[{i}].selection") if text else None
+                           for i, text in enumerate(self.sample_selections)]
 
     def process(self, batch: JetBatch):
-        if self.expression is not None:
-            mask = selection_mask(self.expression, batch, batch.path)
+        own = self.per_sample[batch.sample] if batch.sample < len(self.per_sample) else None
+        if self.expression is not None or own is not None:
+            mask = np.ones(len(batch), bool)
+            for expression in (self.expression, own):
+                if expression is not None:
+                    mask &= selection_mask(expression, batch, batch.path)
             cut = int(len(mask) - mask.sum())
             if cut:
                 batch = batch.take(mask)

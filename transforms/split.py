@@ -2,7 +2,8 @@
 
 Split: u = hash(seed, event) in [0, 1), compared with the cumulative split fractions. The event is the
 `event_number` value when configured (so jets of one event stored as separate entries stay together), else
-(sample, file, entry). Jets of one event therefore never land in two splits.
+(sample, file, entry). Jets of one event therefore never land in two splits. With `split.modulo` the split
+is instead the one listing event_number % modulo (even/odd events for cross-training).
 
 Shuffle key: h = hash(seed, sample, file, entry, jet index). The jet goes to shard h mod (shards of its
 split), and within a shard the jets are ordered by h, so every split file is a uniformly random
@@ -30,6 +31,11 @@ def split_index(seed: int, event_id: np.ndarray, fractions: list[float]) -> np.n
     return np.searchsorted(edges, u, side="right").astype(np.int8)
 
 
+def modulo_split_index(event_number: np.ndarray, modulo: int, residue_splits: list[int]) -> np.ndarray:
+    """The split of each event from event_number % modulo (numpy's mod: never negative for modulo > 0)."""
+    return np.asarray(residue_splits, np.int8)[np.mod(event_number, modulo)]
+
+
 def event_ids(batch: JetBatch, by_event_number: bool) -> np.ndarray:
     if by_event_number:
         return batch.data["event_number"]
@@ -55,25 +61,35 @@ class AssignSplits(beam.DoFn):
         shards: number of shards of each split (0 for an empty split).
         by_event_number: split on the `event_number` column (else on the entry).
         sample_names: for the per-sample Beam counters (`<sample>/jets_read`, `<sample>/to_train` ...).
+        modulo, residue_splits: split by event_number % modulo instead, residue r going to split
+            residue_splits[r].
+        rows: what a row is, 'jets' or 'events' (the stats key counting the rows read).
     """
 
     def __init__(self, seed: int, splits: list[str], fractions: list[float], shards: list[int],
-                 by_event_number: bool, sample_names: list[str] | None = None):
+                 by_event_number: bool, sample_names: list[str] | None = None, modulo: int | None = None,
+                 residue_splits: list[int] | None = None, rows: str = "jets"):
         self.seed = seed
         self.splits = list(splits)
         self.fractions = list(fractions)
         self.shards = np.asarray(shards, np.uint64)
         self.by_event_number = by_event_number
         self.sample_names = list(sample_names or [])
+        self.modulo = modulo
+        self.residue_splits = list(residue_splits or [])
+        self.rows = rows
 
     def _count(self, batch: JetBatch):
         name = self.sample_names[batch.sample] if batch.sample < len(self.sample_names) else str(batch.sample)
-        for key in ("jets", "not_leading", "cut", *self.splits):
-            counter = "jets_read" if key == "jets" else key if key in ("not_leading", "cut") else f"to_{key}"
+        for key in (self.rows, "not_leading", "cut", *self.splits):
+            counter = f"{key}_read" if key == self.rows else key if key in ("not_leading", "cut") else f"to_{key}"
             Metrics.counter("root2hdf5", f"{name}/{counter}").inc(batch.stats[key])
 
     def process(self, batch: JetBatch):
-        split = split_index(self.seed, event_ids(batch, self.by_event_number), self.fractions)
+        if self.modulo:
+            split = modulo_split_index(batch.data["event_number"], self.modulo, self.residue_splits)
+        else:
+            split = split_index(self.seed, event_ids(batch, self.by_event_number), self.fractions)
         order = shuffle_keys(self.seed, batch.data["source"])
         batch.data["_split"] = split
         batch.data["_shard"] = (order % self.shards[split]).astype(np.int32)

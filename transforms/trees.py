@@ -39,6 +39,7 @@ class BranchPlan:
     categories: tuple[str, ...] = ()  # category selections
     weight: str | None = None  # per-event or per-jet weight branch
     collections: tuple[str, ...] = ()  # branches of stacked jet collections (jet level)
+    extra: tuple[tuple[str, str, tuple[int, ...]], ...] = ()  # (branch, what it is for, allowed ndims)
 
     @property
     def selection_symbols(self) -> tuple[str, ...]:
@@ -64,7 +65,7 @@ class BranchPlan:
             items.append((self.weight, "weights.branch", (1, jet_ndim)))
         items += [(b, "branch in input.selection", (1, jet_ndim)) for b in self.selection_symbols]
         items += [(b, "branch in a category selection", (1, jet_ndim)) for b in self.category_symbols]
-        return items
+        return items + list(self.extra)
 
     def to_read(self) -> list[str]:
         return list(dict.fromkeys(branch for branch, _, _ in self.roles()))
