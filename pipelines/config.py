@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from transforms import kinematics
+from transforms.config_checks import one_of
 from transforms.errors import ConfigError
 from transforms.expressions import Expression
 
@@ -400,14 +401,14 @@ def resolve(cfg: Config) -> Config:
             raise ConfigError(f"samples: name {s.name!r} is used twice")
         if not s.files:
             raise ConfigError(f"samples.{s.name}.files: no input files given")
-    _one_of("input.layout", inp.layout, LAYOUTS)
+    one_of("input.layout", inp.layout, LAYOUTS)
     if inp.leading_jets < 1:
         raise ConfigError("input.leading_jets must be at least 1")
     if inp.step_size < 1:
         raise ConfigError("input.step_size must be a positive number of entries")
-    _one_of("input.on_nonfinite", inp.on_nonfinite, ("fail", "drop", "replace"))
-    _one_of("input.on_error", inp.on_error, ("fail", "skip"))
-    _one_of("record", cfg.record, RECORDS)
+    one_of("input.on_nonfinite", inp.on_nonfinite, ("fail", "drop", "replace"))
+    one_of("input.on_error", inp.on_error, ("fail", "skip"))
+    one_of("record", cfg.record, RECORDS)
     if cfg.record == "jet" and not inp.jet_branches and not inp.constituent_branches:
         raise ConfigError("input: give jet_branches and/or constituent_branches")
     if inp.layout == "jets" and not inp.event_number:
@@ -469,7 +470,7 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError(f"split: fractions must be non-negative and add up to 1, got {fractions}")
 
     sh = cfg.shuffle
-    _one_of("shuffle.mode", sh.mode, SHUFFLE_MODES)
+    one_of("shuffle.mode", sh.mode, SHUFFLE_MODES)
     if not 1 <= sh.shards < 1 << 28:
         raise ConfigError("shuffle.shards must be between 1 and 2**28")
     if not sh.shards_per_split:
@@ -487,17 +488,17 @@ def resolve(cfg: Config) -> Config:
     out = cfg.output
     if not out.dir or any(ord(ch) < 32 for ch in out.dir):
         raise ConfigError(f"output.dir: {out.dir!r} is not a usable path")
-    _one_of("output.format", out.format, ("hdf5", "parquet"))
-    _one_of("output.layout", out.layout, ("plain", "ftag"))
+    one_of("output.format", out.format, ("hdf5", "parquet"))
+    one_of("output.layout", out.layout, ("plain", "ftag"))
     if out.layout == "ftag" and out.format != "hdf5":
         raise ConfigError("output.layout ftag is an HDF5 layout; use output.format hdf5")
     if out.layout == "ftag" and cfg.record == "event":
         raise ConfigError("output.layout ftag is the jets/tracks convention of flavour tagging, one row per jet; "
                           "with record: event use output.layout plain (or output.format parquet)")
-    _one_of("output.parquet_constituents", out.parquet_constituents, ("jagged", "padded"))
+    one_of("output.parquet_constituents", out.parquet_constituents, ("jagged", "padded"))
     if not _NAME.match(out.constituents_name) or out.constituents_name == "jets":
         raise ConfigError(f"output.constituents_name: {out.constituents_name!r} is not a usable dataset name")
-    _one_of("output.compression", out.compression, COMPRESSIONS)
+    one_of("output.compression", out.compression, COMPRESSIONS)
     if out.chunk_jets < 1:
         raise ConfigError("output.chunk_jets must be at least 1")
     return cfg
@@ -701,7 +702,7 @@ def _resolve_events(cfg: Config) -> list[str]:
             if b in friend_branches:
                 raise ConfigError(f"{where}.branches: {b!r} also comes from friend {friend_branches[b]!r}")
             friend_branches[b] = f.name
-        _one_of(f"{where}.unmatched", f.unmatched, ("drop", "fill"))
+        one_of(f"{where}.unmatched", f.unmatched, ("drop", "fill"))
     for s in cfg.samples:
         unknown = [k for k in s.friends if k not in friend_names]
         if unknown:
@@ -779,20 +780,12 @@ def public_names(cfg: Config) -> dict[str, str]:
 OUTPUT_DATASETS = ("constituents", "mask", "jets", "jet_collections", "labels", "weights", "event_number", "source")
 
 
-def _one_of(key: str, value, options) -> None:
-    """Fail with the key, the valid values and, for a near miss, the closest one."""
-    options = [str(o) for o in options]
-    if value in options:
-        return
-    close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"{key}: {value!r} is not one of {', '.join(options)}{hint}")
 
 
 def _resolve_statistics(cfg: Config):
     w = cfg.weights
     if w.method is not None:
-        _one_of("weights.method", w.method, ("flat", "match"))
+        one_of("weights.method", w.method, ("flat", "match"))
         if not 1 <= len(w.variables) <= 2:
             raise ConfigError("weights.variables: give one or two jet features to bin in (e.g. [jet_pt] or "
                               "[jet_pt, jet_eta])")

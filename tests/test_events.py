@@ -14,6 +14,7 @@ import pytest
 import uproot
 
 from tests.conftest import IN_MEMORY, TWO_PROCESSES, run_config, shared_file
+from tests.reference import read_output
 from transforms.errors import InputError
 from transforms.friends import duplicated_rows, match_rows
 
@@ -23,16 +24,7 @@ SPLITS = ("train", "val", "test")
 
 
 def read_split_files(out_dir) -> dict[str, dict]:
-    result = {}
-    for split in SPLITS:
-        path = os.path.join(out_dir, f"{split}.h5")
-        if os.path.exists(path):
-            with h5py.File(path) as handle:
-                result[split] = {name: handle[name][...] for name in handle}
-                result[split]["_features"] = {n: list(handle[n].attrs["features"]) for n in handle
-                                              if "features" in handle[n].attrs}
-                result[split]["_attrs"] = dict(handle.attrs)
-    return result
+    return read_output(out_dir, SPLITS)
 
 
 def rows_by_entry(output) -> dict[tuple[int, int, int], tuple[str, int]]:

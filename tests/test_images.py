@@ -402,7 +402,7 @@ def test_attrs_write_to_hdf5(tmp_path):
     ({"range": [[-2, 2], [1, 1]]}, r"images\[1\]\.range: the phi range"),
     ({"range": [[-2, "x"], [1, 2]]}, r"images\[1\]\.range: expected"),
     ({"range": [[-2, float("inf")], [1, 2]]}, r"images\[1\]\.range: the eta range"),
-    ({"kind": "sparse"}, r"images\[1\]\.kind: expected one of pixels, dense"),
+    ({"kind": "sparse"}, r"images\[1\]\.kind: .sparse. is not one of pixels, dense"),
     ({"frame": "polar"}, r"images\[1\]\.frame: expected one of raw, relative, angular"),
     ({"name": "a/b"}, r"images\[1\]\.name"),
     ({"name": ""}, r"images\[1\]\.name"),

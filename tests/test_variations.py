@@ -529,7 +529,7 @@ def assert_close(got, expected, atol):
     ({"name": "a", "kind": "energy_scale", "size": 0.1, "seed": 3}, "unknown key 'seed'"),
     ({"name": "a b", "kind": "energy_scale", "size": 0.1}, "variations[0].name"),
     ({"name": "", "kind": "energy_scale", "size": 0.1}, "variations[0].name"),
-    ({"name": "a", "kind": "jes", "size": 0.1}, "variations[0].kind: expected one of"),
+    ({"name": "a", "kind": "jes", "size": 0.1}, "variations[0].kind: 'jes' is not one of"),
     ({"name": "a", "kind": "energy_scale", "size": -1.5}, "variations[0].size: energy_scale size must be"),
     ({"name": "a", "kind": "energy_scale", "size": True}, "variations[0].size: expected a number"),
     ({"name": "a", "kind": "energy_scale", "size": "0.1"}, "variations[0].size: expected a number"),

@@ -19,13 +19,13 @@ constituent, rotated and reflected: transforms.physics.angular).
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from transforms import physics
+from transforms.config_checks import check_block, check_name, named_list, one_of
 from transforms.errors import ConfigError, InputError
 
 KINDS = ("pixels", "dense")
@@ -33,7 +33,6 @@ FRAMES = ("raw", "relative", "angular")
 CHANNELS = ("pt", "e", "count")
 DTYPES = ("float32", "float16")
 PADDING = -1  # pixel index of padded / masked slots
-_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 _KEYS = ("name", "kind", "bins", "range", "frame", "channels", "normalize", "dtype")
 _DENSE_ONLY = ("channels", "normalize", "dtype")
 
@@ -71,22 +70,10 @@ class ImageSpec:
     @classmethod
     def from_dict(cls, d, where: str = "images[0]") -> "ImageSpec":
         """Validate one config entry; errors name the key, e.g. 'images[1].bins: ...'."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{where}: expected a mapping with name, kind, bins, range (and frame ...), got {d!r}")
-        unknown = [k for k in d if k not in _KEYS]
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(_KEYS)})")
-        for key in ("name", "kind", "bins", "range"):
-            if key not in d:
-                raise ConfigError(f"{where}: missing required key {key!r}")
-
-        name = d["name"]
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ConfigError(f"{where}.name: {name!r} must be a non-empty string of letters, digits and _ . + - "
-                              "(it names the output dataset)")
-        kind = d["kind"]
-        if kind not in KINDS:
-            raise ConfigError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        check_block(d, where, _KEYS, ("name", "kind", "bins", "range"), "name, kind, bins, range (and frame ...)")
+        name, kind = d["name"], d["kind"]
+        check_name(name, f"{where}.name", "the output dataset")
+        one_of(f"{where}.kind", kind, KINDS)
         if kind == "pixels":
             given = [k for k in _DENSE_ONLY if k in d]
             if given:
@@ -163,17 +150,7 @@ class ImageSpec:
 
 def specs_from_config(items, where: str = "images") -> tuple[ImageSpec, ...]:
     """The whole `images:` list; names must be unique."""
-    if items is None:
-        return ()
-    if not isinstance(items, (list, tuple)):
-        raise ConfigError(f"{where}: expected a list of images, got {items!r}")
-    specs = tuple(ImageSpec.from_dict(item, f"{where}[{i}]") for i, item in enumerate(items))
-    seen: dict[str, int] = {}
-    for i, spec in enumerate(specs):
-        if spec.name in seen:
-            raise ConfigError(f"{where}[{i}].name: {spec.name!r} is already used by {where}[{seen[spec.name]}]")
-        seen[spec.name] = i
-    return specs
+    return named_list(items, where, ImageSpec.from_dict, "images")
 
 
 # ------------------------------------------------------------------------------------------- binning

@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -48,6 +47,7 @@ import apache_beam as beam
 import numpy as np
 
 from transforms.batch import Jagged, JetBatch
+from transforms.config_checks import check_block, check_name, named_list, one_of
 from transforms.errors import ConfigError
 from transforms.hashing import hash_columns, mix
 
@@ -60,7 +60,6 @@ JET_QUANTITIES = ("pt", "eta", "phi", "m", "e")  # keys of recompute_jet's resul
 _ENERGY_ROLES = ("pt", "e", "m", "px", "py", "pz")
 _CARTESIAN_ROLES = ("px", "py", "pz")
 
-_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 _KEYS = ("name", "kind", "size")
 _MAP_KEYS = ("map", "abs_eta", "times", "pt_scale")
 
@@ -327,21 +326,10 @@ class VariationSpec:
     def from_dict(cls, d, where: str = "variations[0]", base_dir: str | None = None) -> "VariationSpec":
         """Validate one config entry and read its maps; errors name the key, e.g. 'variations[1].size: ...'.
         Relative map paths are taken relative to `base_dir` when given (else the working directory)."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{where}: expected a mapping with name, kind, size, got {d!r}")
-        unknown = [k for k in d if k not in _KEYS]
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(_KEYS)})")
-        for key in _KEYS:
-            if key not in d:
-                raise ConfigError(f"{where}: missing required key {key!r}")
-        name = d["name"]
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ConfigError(f"{where}.name: {name!r} must be a non-empty string of letters, digits and _ . + - "
-                              "(it names the variation's output)")
-        kind = d["kind"]
-        if kind not in KINDS:
-            raise ConfigError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        check_block(d, where, _KEYS, _KEYS, "name, kind, size")
+        name, kind = d["name"], d["kind"]
+        check_name(name, f"{where}.name", "the variation's output")
+        one_of(f"{where}.kind", kind, KINDS)
         size = d["size"]
         if kind != "position":
             return cls(name, kind, _parse_size(size, kind, f"{where}.size", base_dir))
@@ -382,17 +370,8 @@ class VariationSpec:
 
 def variations_from_config(items, where: str = "variations", base_dir: str | None = None) -> tuple[VariationSpec, ...]:
     """The `variations:` list -> specs, with unique names (each names its own output)."""
-    if items is None:
-        return ()
-    if not isinstance(items, (list, tuple)):
-        raise ConfigError(f"{where}: expected a list of variations (name, kind, size), got {items!r}")
-    specs = tuple(VariationSpec.from_dict(item, f"{where}[{i}]", base_dir) for i, item in enumerate(items))
-    seen: dict[str, int] = {}
-    for i, spec in enumerate(specs):
-        if spec.name in seen:
-            raise ConfigError(f"{where}[{i}].name: {spec.name!r} is already used by {where}[{seen[spec.name]}]")
-        seen[spec.name] = i
-    return specs
+    return named_list(items, where, lambda item, at: VariationSpec.from_dict(item, at, base_dir),
+                      "variations (name, kind, size)")
 
 
 # ------------------------------------------------------------------------------------ applying them
