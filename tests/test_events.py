@@ -7,7 +7,6 @@ import hashlib
 import os
 
 import awkward as ak
-import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
