@@ -36,6 +36,15 @@ def ntuples(tmp_path_factory) -> dict[str, str]:
     return files
 
 
+@pytest.fixture(scope="session")
+def default_run(ntuples, tmp_path_factory) -> tuple[dict, dict, str]:
+    """The default per-event config, run once (in memory) for every module that only reads its output:
+    (config dict, report, output directory)."""
+    out = tmp_path_factory.mktemp("default") / "out"
+    cfg = events_config(ntuples, out)
+    return cfg, run_config(cfg, IN_MEMORY), str(out)
+
+
 def with_overrides(cfg: dict, overrides: dict) -> dict:
     """Set dotted keys, e.g. {"shuffle.seed": 3}."""
     for dotted, value in overrides.items():

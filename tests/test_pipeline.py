@@ -40,11 +40,9 @@ def _check_against_reference(cfg, output, expected):
 
 
 @pytest.fixture(scope="module")
-def events_run(ntuples, tmp_path_factory):
-    out = tmp_path_factory.mktemp("events") / "out"
-    cfg = events_config(ntuples, out)
-    report = run_config(cfg, IN_MEMORY)
-    return cfg, report, read_output(str(out))
+def events_run(default_run):
+    cfg, report, out = default_run
+    return cfg, report, read_output(out)
 
 
 def test_events_layout_matches_reference(events_run):

@@ -28,11 +28,9 @@ FINAL = ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
 
 
 @pytest.fixture(scope="module")
-def clean_run(ntuples, tmp_path_factory):
-    out = tmp_path_factory.mktemp("clean") / "out"
-    cfg = events_config(ntuples, out)
-    report = run_config(cfg, IN_MEMORY)
-    return cfg, report, _digests(str(out))
+def clean_run(default_run):
+    cfg, report, out = default_run
+    return cfg, report, _digests(out)
 
 
 @pytest.fixture

@@ -33,11 +33,9 @@ def _need(*tools):
 
 
 @pytest.fixture(scope="module")
-def direct_reference(ntuples, tmp_path_factory):
-    out = tmp_path_factory.mktemp("direct") / "out"
-    cfg = events_config(ntuples, out)
-    run_config(cfg, IN_MEMORY)
-    return cfg, _digests(str(out))
+def direct_reference(default_run):
+    cfg, _, out = default_run
+    return cfg, _digests(out)
 
 
 def _run_on(ntuples, out, args, direct_reference):

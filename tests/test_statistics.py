@@ -56,11 +56,9 @@ def test_moments_combiner_gives_the_same_bits_in_any_order():
 
 
 @pytest.fixture(scope="module")
-def stats_run(ntuples, tmp_path_factory):
-    out = tmp_path_factory.mktemp("stats") / "out"
-    cfg = events_config(ntuples, out)
-    run_config(cfg, IN_MEMORY)
-    return cfg, read_output(str(out))
+def stats_run(default_run):
+    cfg, _, out = default_run
+    return cfg, read_output(out)
 
 
 def test_norm_file_and_attributes_match_numpy_on_the_training_split(stats_run):
