@@ -61,8 +61,12 @@ def pad_constituents(jagged: dict[str, Jagged], sort_by: str, max_len: int, pt: 
     mask[target] = True
     padded = {}
     for name, values in jagged.items():
+        # the branches hold the same lists but may lay them out differently (a variation rewrites some):
+        # a check per jet is cheaper than a gather per constituent
+        same = values.starts is starts or np.array_equal(values.starts, starts)
+        where = source if same else values.starts[jet[keep]] + position[keep]
         out = np.zeros(n * max_len, np.float32)
-        out[target] = values.content[source]
+        out[target] = values.content[where]
         padded[name] = out.reshape(n, max_len)
     mask = mask.reshape(n, max_len)
     if min_pt > 0 and pt is not None:

@@ -23,6 +23,7 @@ import numpy as np
 from transforms import kinematics, physics
 from transforms.batch import JetBatch
 from transforms.errors import ConfigError, InputError
+from transforms.images import compute as compute_image
 
 
 @dataclass
@@ -165,15 +166,17 @@ class PreprocessSpec:
                        else np.asarray(values, np.float32))
                 for name, values in arrays.items()}
 
-    def _constituent_inputs(self, branches: dict, mask: np.ndarray | None, jets: dict) -> Inputs:
-        return Inputs(self._scaled({name: branches[name] for name in self.constituent_branches}),
-                      self.constituent_roles, mask, jets, self.jet_roles)
-
-    def _feature_dicts(self, branches: dict, mask: np.ndarray | None, n: int) -> dict[str, dict]:
+    def prepare(self, branches: dict, mask: np.ndarray | None) -> tuple[dict, Inputs | None]:
+        """The unit-scaled jet branches and constituent Inputs, shared by the features and the images."""
         jets = self._scaled({name: branches[name] for name in self.jet_branches})
+        inputs = (Inputs(self._scaled({name: branches[name] for name in self.constituent_branches}),
+                         self.constituent_roles, mask, jets, self.jet_roles) if self.constituent_branches else None)
+        return jets, inputs
+
+    def _feature_dicts(self, branches: dict, mask: np.ndarray | None, n: int, prepared=None) -> dict[str, dict]:
+        jets, inputs = prepared or self.prepare(branches, mask)
         out = {}
-        if self.constituent_branches:
-            inputs = self._constituent_inputs(branches, mask, jets)
+        if inputs is not None:
             out["constituents"] = apply_functions(self.constituent_functions, inputs,
                                                   (n, self.max_constituents), "constituents")
         out["jets"] = apply_functions(self.jet_functions, Inputs(jets, self.jet_roles), (n,), "jets")
@@ -194,10 +197,10 @@ class PreprocessSpec:
         if unknown:
             raise ConfigError(f"preprocess.scale: {unknown} are not output features (features: {sorted(produced)})")
 
-    def features(self, branches: dict, mask: np.ndarray | None, n: int) -> dict[str, np.ndarray]:
+    def features(self, branches: dict, mask: np.ndarray | None, n: int, prepared=None) -> dict[str, np.ndarray]:
         """The feature datasets, float32: constituents (n, max, F), jets (n, J), jet_collections (n, C, K)."""
         out = {}
-        for dataset, feats in self._feature_dicts(branches, mask, n).items():
+        for dataset, feats in self._feature_dicts(branches, mask, n, prepared).items():
             if dataset == "jet_collections":
                 out[dataset] = np.stack([self._stack(f, (n,)) for f in feats], axis=1)
             elif dataset == "constituents":
@@ -206,7 +209,7 @@ class PreprocessSpec:
                 out[dataset] = self._stack(feats, (n,))
         return out
 
-    def extras(self, branches: dict, mask: np.ndarray | None, n: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    def extras(self, branches: dict, mask: np.ndarray | None, prepared=None) -> tuple[dict, dict[str, int]]:
         """Integer branches as `jets_int` (n, K) int64, and the images; plus the number of constituents
         outside each image's range."""
         out, outside = {}, {}
@@ -214,12 +217,9 @@ class PreprocessSpec:
             out["jets_int"] = np.stack([np.asarray(branches[b]).astype(np.int64) for b in self.integer_branches],
                                        axis=1)
         if self.images:
-            from transforms.images import compute
-
-            jets = self._scaled({name: branches[name] for name in self.jet_branches})
-            inputs = self._constituent_inputs(branches, mask, jets)
+            _, inputs = prepared or self.prepare(branches, mask)
             for spec in self.images:
-                out[spec.name], outside[spec.name] = compute(spec, inputs)
+                out[spec.name], outside[spec.name] = compute_image(spec, inputs)
         return out, outside
 
     def _trusted(self) -> bool:
@@ -273,8 +273,10 @@ class Preprocess(beam.DoFn):
 
     def process(self, batch: JetBatch):
         try:
-            batch.data.update(self.spec.features(batch.branches, batch.data.get("mask"), len(batch)))
-            extras, outside = self.spec.extras(batch.branches, batch.data.get("mask"), len(batch))
+            mask = batch.data.get("mask")
+            prepared = self.spec.prepare(batch.branches, mask)
+            batch.data.update(self.spec.features(batch.branches, mask, len(batch), prepared))
+            extras, outside = self.spec.extras(batch.branches, mask, prepared)
             batch.data.update(extras)
             for name, count in outside.items():
                 batch.stats[f"image_outside/{name}"] += int(count)

@@ -585,10 +585,6 @@ class ApplyVariation(beam.DoFn):
         jagged = {name: batch.branches[name] for name in self.branches}
         before = int(jagged[self.branches[0]].counts.sum()) if self.branches else 0
         varied = apply_variation(self.spec, jagged, self.roles, ids, self.seed)
-        # padding gathers every branch with the sort branch's starts: varied (compacted) and unchanged
-        # branches must share one layout
-        if len({id(j.starts) for j in varied.values()}) > 1:
-            varied = {name: j.compact() for name, j in varied.items()}
         batch.branches.update(varied)
         if self.branches:
             batch.stats["variation_dropped"] += before - int(varied[self.branches[0]].counts.sum())
