@@ -416,19 +416,14 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
             variation_sink = make_sink(cfg, files, features, outputs[-1], overwrite)
             variation_sink.file_attrs["variation"] = json.dumps(item, sort_keys=True)
             variations.append((item, variation_sink))
-    except BaseException:
-        for o in outputs:
-            o.cleanup_after_failure()
-        raise
-    log.info("constituent features: %s", features.get("constituents", []))
-    log.info("jet features: %s", features["jets"])
-    sinks = [sink] + [v for _, v in variations]
-    watch = progress_every > 0 and is_local(out.tmp) and runs_locally(beam_args or [])
-    if watch:
-        for s in sinks:
-            s.progress_dir = os.path.join(out.tmp, progress.FOLDER)
-    shards = sum(sum(s.shards.values()) for s in sinks)
-    try:
+        log.info("constituent features: %s", features.get("constituents", []))
+        log.info("jet features: %s", features["jets"])
+        sinks = [sink] + [v for _, v in variations]
+        watch = progress_every > 0 and is_local(out.tmp) and runs_locally(beam_args or [])
+        if watch:
+            for s in sinks:
+                s.progress_dir = os.path.join(out.tmp, progress.FOLDER)
+        shards = sum(sum(s.shards.values()) for s in sinks)
         with progress.Watcher(sink.progress_dir, len(files), shards, progress_every) \
                 if watch else contextlib.nullcontext():
             with make_pipeline(PipelineOptions(beam_args or [])) as pipeline:

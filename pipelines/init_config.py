@@ -42,6 +42,7 @@ class Branch:
     depth: int  # 1 scalar per entry, 2 list, 3 list of lists
     counts: tuple | None = None  # outer list lengths of the peeked entries, to group collections
     inner: np.ndarray | None = None  # lengths of the inner lists (depth 3)
+    median: float | None = None  # of all values peeked (tells MeV from GeV for pT)
 
 
 @dataclass
@@ -111,7 +112,8 @@ def peek(tree, names: list[str]) -> tuple[list[Branch], list[str]]:
             continue
         counts = tuple(ak.to_numpy(ak.num(values, axis=1)).tolist()) if depth >= 2 else None
         inner = ak.to_numpy(ak.flatten(ak.num(values, axis=2))) if depth == 3 else None
-        branches.append(Branch(name, depth, counts, inner))
+        median = float(np.median(np.asarray(leaf))) if len(leaf) else None
+        branches.append(Branch(name, depth, counts, inner, median))
     return branches, skipped
 
 
@@ -175,14 +177,7 @@ def guess(path: str, tree_name: str | None = None) -> Guess:
                          f"flatten); its branches: {', '.join(scalars[:10])}{' ...' if len(scalars) > 10 else ''}")
     g.event_number, g.weight, g.skipped = event_number, weight, skipped
     pt = infer_roles(g.jets).get("pt")
-    if pt is not None:
-        tree = open_tree(path, tree_name)
-        try:
-            values = tree.arrays([pt], entry_stop=min(entries, PEEK_ENTRIES), library="ak")[pt]
-        finally:
-            tree.file.close()
-        flat = ak.to_numpy(ak.flatten(values, axis=None))
-        g.jet_pt_median = float(np.median(flat)) if len(flat) else None
+    g.jet_pt_median = next((b.median for b in branches if b.name == pt), None)
     return g
 
 
