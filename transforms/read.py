@@ -22,7 +22,7 @@ from transforms import progress
 from transforms.errors import InputError, Root2Hdf5Error
 from transforms.report import SkippedFile
 from transforms.sources import InputFile
-from transforms.trees import BranchPlan, check_branches, cluster_starts, open_tree, plan_ranges
+from transforms.trees import BranchPlan, check_branches, cluster_starts, open_tree, plan_ranges, read_arrays
 
 log = logging.getLogger("root2hdf5")
 
@@ -142,8 +142,8 @@ class ReadRange(beam.DoFn):
         tree = open_tree(spec.path, spec.tree)
         with closing(tree.file):
             try:
-                arrays = tree.arrays(self.plan.to_read(), entry_start=entry_range.start,
-                                     entry_stop=entry_range.stop, array_cache=None, library="ak")
+                arrays = read_arrays(tree, self.plan.to_read(), entry_start=entry_range.start,
+                                     entry_stop=entry_range.stop, library="ak")
             except Root2Hdf5Error:
                 raise
             except Exception as err:

@@ -71,6 +71,15 @@ class BranchPlan:
         return list(dict.fromkeys(branch for branch, _, _ in self.roles()))
 
 
+def read_arrays(tree, names: list[str], **options):
+    """`tree.arrays` of exactly `names`, in that order. Plain names go through `filter_name`, which skips
+    uproot's expression parser: that parser uses `ast`, which CPython 3.11 can break with "AST constructor
+    recursion depth mismatch" when threads parse at once (the multi-threaded DirectRunner does)."""
+    if any(ch in name for name in names for ch in "*?[]/"):  # glob or regex characters: not a plain name
+        return tree.arrays(names, array_cache=None, **options)
+    return tree.arrays(filter_name=names, array_cache=None, **options)[names]
+
+
 def open_tree(path: str, tree: str):
     """Open `tree` in `path` (TTree or RNTuple). The caller closes `tree.file` (or uses `closing`)."""
     try:
@@ -118,7 +127,7 @@ def check_branches(tree, plan: BranchPlan, path: str) -> None:
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise InputError(f"{where}: {what} {branch!r} does not exist{hint}")
     try:
-        empty = tree.arrays(plan.to_read(), entry_stop=0, array_cache=None)
+        empty = read_arrays(tree, plan.to_read(), entry_stop=0)
     except Exception as err:
         raise InputError(f"{where}: cannot interpret the branches {plan.to_read()} "
                          f"({type(err).__name__}: {err})") from None
