@@ -18,6 +18,7 @@ import ast
 import difflib
 import io
 import re
+import threading
 import tokenize
 from typing import Mapping
 
@@ -108,6 +109,11 @@ class _ElementWise(ast.NodeTransformer):
         return result
 
 
+# CPython 3.11's ast conversion is not safe when threads parse at once ("AST constructor recursion depth
+# mismatch"); DoFns parse their expressions in setup, which the multi-threaded DirectRunner runs in parallel.
+_AST_LOCK = threading.Lock()
+
+
 class Expression:
     """A compiled jet-level expression. `symbols` are the branch names it reads."""
 
@@ -117,7 +123,8 @@ class Expression:
         # the callable names: uproot's table, or a caller's extension of it (per-event reductions)
         self.functions = FUNCTIONS if functions is None else functions
         try:
-            tree = ast.parse(_root_precedence(text).strip(), mode="eval")
+            with _AST_LOCK:
+                tree = ast.parse(_root_precedence(text).strip(), mode="eval")
         except (SyntaxError, tokenize.TokenError) as err:
             reason = getattr(err, "msg", None) or str(err)
             raise ConfigError(f"{what} {text!r} is not a valid expression: {reason}") from None
@@ -141,7 +148,8 @@ class Expression:
             elif isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, bool)):
                 raise ConfigError(f"{what} {text!r}: only numeric constants are allowed, got {node.value!r}")
         self.symbols = sorted(symbols, key=symbols.get)
-        self._code = compile(tree, f"<{what}>", "eval")
+        with _AST_LOCK:
+            self._code = compile(tree, f"<{what}>", "eval")
 
     def evaluate(self, values: Mapping[str, object]):
         """Evaluate over arrays named by branch; broadcasting and ufuncs follow numpy/awkward."""
