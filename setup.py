@@ -1,6 +1,11 @@
 """root2hdf5: ROOT jet ntuples -> globally shuffled, padded HDF5 training sets, with Apache Beam."""
 from setuptools import find_packages, setup
 
+# One import root, root2hdf5, over the two folders the repository shows: pipelines/ and transforms/ are
+# installed as root2hdf5.pipelines and root2hdf5.transforms (nothing generic lands in site-packages).
+FOLDERS = ("pipelines", "transforms")
+PACKAGES = ["root2hdf5"] + [f"root2hdf5.{p}" for p in find_packages(include=[f"{f}*" for f in FOLDERS])]
+
 setup(
     name="root2hdf5",
     version="0.1.0",
@@ -8,8 +13,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*"]),
-    package_data={"pipelines": ["jobserver/*.xml"]},
+    packages=PACKAGES,
+    package_dir={"root2hdf5": "root2hdf5", **{f"root2hdf5.{f}": f for f in FOLDERS}},
+    package_data={"root2hdf5.pipelines.runners": ["jobserver/*.xml"]},
     install_requires=[
         "apache-beam>=2.60",
         "uproot>=5.4",
@@ -26,5 +32,5 @@ setup(
         "xrootd": ["xrootd>=5.6", "fsspec-xrootd>=0.3"],  # root:// inputs
         "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],  # model: scores or weights from an ONNX model
     },
-    entry_points={"console_scripts": ["root2hdf5=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["root2hdf5=root2hdf5.pipelines.cli:main"]},
 )

@@ -14,7 +14,7 @@ import time
 
 import uproot
 
-from pipelines import synthetic
+from root2hdf5.pipelines.tools import synthetic
 
 JETS_PER_EVENT = 2.15  # mean of the generator's multiplicity
 

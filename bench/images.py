@@ -1,4 +1,4 @@
-"""Throughput of the jet-image kernels (transforms/images.py) on padded jets, single process.
+"""Throughput of the jet-image kernels (transforms/physics/images.py) on padded jets, single process.
 
     python bench/images.py                   # the Pythia jets of ../shared/data, else synthetic ones
     python bench/images.py --synthetic --jets 200000 --batch 20000
@@ -6,7 +6,7 @@
 Times, per batch of --batch jets (best of --repeat), and prints jets/s for:
   pad        pad_constituents (sort + pad to --max), the step images come after, for scale;
   pixels     raw-frame coordinates + pixel_indices, 64 x 64 over [-2, 2]^2 (the old converter's grid);
-  angular    the angular frame alone (transforms.physics.angular);
+  angular    the angular frame alone (transforms.physics.library.angular);
   dense      dense_images alone, 32 x 32 x 2 (pt, count), normalized, float16, on angular coordinates;
   dense_all  compute() of that image: angular frame + channels + dense_images.
 plus the bytes per jet of both datasets raw and as stored (lzf + shuffle, 256-jet chunks, as the pipeline
@@ -26,11 +26,11 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from transforms import images  # noqa: E402
-from transforms.batch import Jagged  # noqa: E402
-from transforms.constituents import pad_constituents  # noqa: E402
-from transforms.hdf5_files import Storage  # noqa: E402
-from transforms.preprocess import Inputs  # noqa: E402
+from root2hdf5.transforms.physics import images  # noqa: E402
+from root2hdf5.transforms.core.batch import Jagged  # noqa: E402
+from root2hdf5.transforms.physics.padding import pad_constituents  # noqa: E402
+from root2hdf5.transforms.output.hdf5_files import Storage  # noqa: E402
+from root2hdf5.transforms.physics.preprocess import Inputs  # noqa: E402
 
 SHARED = os.environ.get("ROOT2HDF5_SHARED_DATA", os.path.join(REPO, "..", "shared", "data"))
 FILES = ["jets_flat_zprime.root", "jets_flat_dijet.root"]

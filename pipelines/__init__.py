@@ -1,1 +1,1 @@
-"""Pipeline assembly, the config, and the root2hdf5 command line."""
+"""Pipeline assembly: the config, the plan built from it, the Beam graph, the driver, runners and the command line."""

@@ -20,7 +20,7 @@ import sys
 
 import yaml
 
-from transforms.errors import Root2Hdf5Error
+from root2hdf5.transforms.core.errors import Root2Hdf5Error
 
 log = logging.getLogger("root2hdf5")
 
@@ -67,9 +67,9 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def cmd_run(args, beam_args) -> int:
-    from pipelines.config import load_config
-    from pipelines.convert import run
-    from transforms.report import format_report
+    from root2hdf5.pipelines.config import load_config
+    from root2hdf5.pipelines.convert import run
+    from root2hdf5.transforms.stats.report import format_report
 
     cfg = load_config(args.config, overrides=_parse_overrides(args.set))
     report = run(cfg, default_beam_args(beam_args, args.quiet, args.verbose), overwrite=args.overwrite,
@@ -86,12 +86,12 @@ def cmd_run(args, beam_args) -> int:
 
 
 def cmd_inspect(args, beam_args) -> int:
-    from pipelines.inspection import open_output, summary
+    from root2hdf5.pipelines.tools.inspection import open_output, summary
 
     views = open_output(args.path, args.max_jets)
     print(summary(views))
     if not args.no_plots:
-        from pipelines.inspection_plots import matplotlib_or_none, save_plots
+        from root2hdf5.pipelines.tools.inspection_plots import matplotlib_or_none, save_plots
 
         if matplotlib_or_none() is None:
             print("\n(no plots: matplotlib is not installed; pip install 'root2hdf5[inspect]')")
@@ -105,7 +105,7 @@ def cmd_inspect(args, beam_args) -> int:
 
 
 def cmd_init(args, beam_args) -> int:
-    from pipelines.init_config import guess, render
+    from root2hdf5.pipelines.tools.init_config import guess, render
 
     text = render(guess(args.rootfile, args.tree), args.rootfile)
     if args.output in (None, "-"):
@@ -120,7 +120,7 @@ def cmd_init(args, beam_args) -> int:
 
 
 def cmd_make_example(args, beam_args) -> int:
-    from pipelines.synthetic import write_example
+    from root2hdf5.pipelines.tools.synthetic import write_example
 
     if beam_args:
         raise Root2Hdf5Error(f"make-example: unknown options {beam_args}")
@@ -130,7 +130,7 @@ def cmd_make_example(args, beam_args) -> int:
 
 
 def cmd_jobserver(args, beam_args) -> int:
-    from pipelines import jobservers
+    from root2hdf5.pipelines.runners import jobservers
 
     kinds = list(jobservers.KINDS) if args.kind == "all" else [args.kind]
     for kind in kinds:
@@ -142,7 +142,7 @@ def cmd_jobserver(args, beam_args) -> int:
 
 
 def cmd_flink_cluster(args, beam_args) -> int:
-    from pipelines import flink_cluster
+    from root2hdf5.pipelines.runners import flink_cluster
 
     if args.action == "start":
         info = flink_cluster.start(args.dir, rest_port=args.port, taskmanagers=args.taskmanagers, slots=args.slots)

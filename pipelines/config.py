@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from transforms import kinematics
-from transforms.config_checks import one_of
-from transforms.errors import ConfigError
-from transforms.expressions import Expression
+from root2hdf5.transforms.physics import kinematics
+from root2hdf5.transforms.core.checks import one_of
+from root2hdf5.transforms.core.errors import ConfigError
+from root2hdf5.transforms.rows.expressions import Expression
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -235,8 +235,8 @@ class Config:
     split: SplitConfig = field(default_factory=SplitConfig)
     shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    images: list[dict] = field(default_factory=list)  # validated by transforms.images
-    variations: list[dict] = field(default_factory=list)  # validated by transforms.variations
+    images: list[dict] = field(default_factory=list)  # validated by transforms.physics.images
+    variations: list[dict] = field(default_factory=list)  # validated by transforms.physics.variations
 
     @property
     def jet_roles(self) -> dict[str, str]:
@@ -376,8 +376,8 @@ def config_from_dict(data: dict, source: str = "config", overrides: dict | None 
 
 
 def _check_function(spec: str, kind: str, where: str):
-    from transforms.physics import PRESETS
-    from transforms.preprocess import BUILTINS
+    from root2hdf5.transforms.physics.library import PRESETS
+    from root2hdf5.transforms.physics.preprocess import BUILTINS
 
     if spec in BUILTINS[kind] or (kind == "constituents" and spec in PRESETS) or _USER_FUNCTION.match(spec):
         return
@@ -517,7 +517,7 @@ def _resolve_integers(cfg: Config, listed: list[str]):
 
 
 def _resolve_images(cfg: Config):
-    from transforms.images import specs_from_config
+    from root2hdf5.transforms.physics.images import specs_from_config
 
     if not cfg.images:
         return
@@ -542,7 +542,7 @@ def _resolve_images(cfg: Config):
 
 
 def _resolve_variations(cfg: Config):
-    from transforms.variations import variations_from_config
+    from root2hdf5.transforms.physics.variations import variations_from_config
 
     if not cfg.variations:
         return
@@ -619,7 +619,7 @@ def _resolve_collections(cfg: Config):
 def _expression_class(cfg: Config):
     """Selections are per jet for record: jet, per event (with Jet_pt[0], count(...)) for record: event."""
     if cfg.record == "event":
-        from transforms.event_expressions import EventExpression
+        from root2hdf5.transforms.rows.event_expressions import EventExpression
 
         return EventExpression
     return Expression
@@ -635,8 +635,8 @@ def _no_event_keys(cfg: Config):
 
 def _resolve_events(cfg: Config) -> list[str]:
     """Checks of record: event; returns the names preprocessing may scale (variables, collection branches)."""
-    from transforms.event_expressions import EventExpression
-    from transforms.event_variables import parse_variable
+    from root2hdf5.transforms.rows.event_expressions import EventExpression
+    from root2hdf5.transforms.rows.event_variables import parse_variable
 
     inp, ev = cfg.input, cfg.events
     if ev is None or not ev.variables:

@@ -23,33 +23,33 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.config import SPLITS, Config, public_names
-from pipelines.runner import make_pipeline
-from transforms.composition import Composition
-from transforms.constituents import PadConstituents
-from transforms.errors import ConfigError, InputError, OutputError
-from transforms.finite import CheckFinite, SplitBatches
-from pipelines.event_plans import (check_friend_inputs, event_branch_plan, event_variables, friend_files,
+from root2hdf5.pipelines.config import SPLITS, Config, public_names
+from root2hdf5.pipelines.runners.local import make_pipeline
+from root2hdf5.transforms.stats.composition import Composition
+from root2hdf5.transforms.physics.padding import PadConstituents
+from root2hdf5.transforms.core.errors import ConfigError, InputError, OutputError
+from root2hdf5.transforms.read.finite import CheckFinite, SplitBatches
+from root2hdf5.pipelines.event_plans import (check_friend_inputs, event_branch_plan, event_variables, friend_files,
                                    friend_spec, join_friends)
-from transforms.event_variables import EventVariables
-from transforms.flatten import FlattenEvents, FlattenJets
-from transforms import progress
-from transforms.finalize import SHARDS_DIR, SUMMARY, TMP_PREFIX, SinkSpec
-from transforms.finish import FinishSpec
-from transforms.formats import ColumnSpec, Hdf5Format, ParquetFormat
-from transforms.hdf5_files import DatasetSpec, Storage, children, is_local
-from transforms.hdf5_sink import WriteShuffledHdf5
-from transforms.images import specs_from_config
-from transforms.variations import ApplyVariation, VariationSpec
-from transforms.model_scores import ModelSpec, fingerprint
-from transforms.reweight import ReweightSpec
-from transforms.label import Labeling, LabelJets
-from transforms.preprocess import JetCollections, Preprocess, PreprocessSpec
-from transforms.read import ReadRootRanges
-from transforms.select import SelectJets
-from transforms.sources import InputFile, expand_files
-from transforms.split import AssignSplits
-from transforms.trees import BranchPlan, check_branches, open_tree
+from root2hdf5.transforms.rows.event_variables import EventVariables
+from root2hdf5.transforms.read.flatten import FlattenEvents, FlattenJets
+from root2hdf5.transforms.core import progress
+from root2hdf5.transforms.output.finalize import SHARDS_DIR, SUMMARY, TMP_PREFIX, SinkSpec
+from root2hdf5.transforms.output.finish import FinishSpec
+from root2hdf5.transforms.output.formats import ColumnSpec, Hdf5Format, ParquetFormat
+from root2hdf5.transforms.output.hdf5_files import DatasetSpec, Storage, children, is_local
+from root2hdf5.transforms.output.sink import WriteShuffledHdf5
+from root2hdf5.transforms.physics.images import specs_from_config
+from root2hdf5.transforms.physics.variations import ApplyVariation, VariationSpec
+from root2hdf5.transforms.stats.model_scores import ModelSpec, fingerprint
+from root2hdf5.transforms.stats.reweight import ReweightSpec
+from root2hdf5.transforms.rows.label import Labeling, LabelJets
+from root2hdf5.transforms.physics.preprocess import JetCollections, Preprocess, PreprocessSpec
+from root2hdf5.transforms.read.ranges import ReadRootRanges
+from root2hdf5.transforms.rows.select import SelectJets
+from root2hdf5.transforms.read.sources import InputFile, expand_files
+from root2hdf5.transforms.output.split import AssignSplits
+from root2hdf5.transforms.read.trees import BranchPlan, check_branches, open_tree
 
 log = logging.getLogger("root2hdf5")
 

@@ -9,13 +9,13 @@ import dataclasses
 
 import apache_beam as beam
 
-from pipelines.config import Config
-from transforms.event_expressions import EventExpression
-from transforms.event_variables import Variable, parse_variable
-from transforms.finite import SplitBatches
-from transforms.friends import FriendRows, FriendSpec, JoinFriend
-from transforms.sources import InputFile, expand_files
-from transforms.trees import BranchPlan, check_branches, open_tree
+from root2hdf5.pipelines.config import Config
+from root2hdf5.transforms.rows.event_expressions import EventExpression
+from root2hdf5.transforms.rows.event_variables import Variable, parse_variable
+from root2hdf5.transforms.read.finite import SplitBatches
+from root2hdf5.transforms.read.friends import FriendRows, FriendSpec, JoinFriend
+from root2hdf5.transforms.read.sources import InputFile, expand_files
+from root2hdf5.transforms.read.trees import BranchPlan, check_branches, open_tree
 
 
 def event_variables(cfg: Config) -> tuple[Variable, ...]:

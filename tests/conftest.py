@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import synthetic
+from root2hdf5.pipelines.tools import synthetic
 
 SHARED_DATA = Path(os.environ.get("ROOT2HDF5_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
@@ -109,7 +109,7 @@ TWO_PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processi
 
 
 def run_config(cfg_dict: dict, beam_args=None, overwrite=False) -> dict:
-    from pipelines.config import config_from_dict
-    from pipelines.convert import run
+    from root2hdf5.pipelines.config import config_from_dict
+    from root2hdf5.pipelines.convert import run
 
     return run(config_from_dict(cfg_dict), beam_args if beam_args is not None else IN_MEMORY, overwrite=overwrite)

@@ -8,8 +8,8 @@ import pytest
 import uproot
 import yaml
 
-from pipelines import synthetic
-from pipelines.cli import main
+from root2hdf5.pipelines.tools import synthetic
+from root2hdf5.pipelines.cli import main
 from tests.conftest import events_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -166,8 +166,8 @@ def test_config_error_names_the_key(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["tagger.yaml", "calibration.yaml"])
 def test_bundled_configs_run_on_the_example(tmp_path, name):
     """Every config in configs/ is valid and runs on the example data."""
-    from pipelines.config import load_config
-    from pipelines.convert import run
+    from root2hdf5.pipelines.config import load_config
+    from root2hdf5.pipelines.convert import run
 
     synthetic.write_example(str(tmp_path / "example"), events=400)
     cwd = os.getcwd()

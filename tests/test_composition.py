@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import uproot
 
-from pipelines import synthetic
+from root2hdf5.pipelines.tools import synthetic
 from tests.conftest import IN_MEMORY, events_config, run_config
 from tests.reference import expand, read_output
 from tests.test_pipeline import _by_source
-from transforms.composition import Composition, apply_quotas, apportion, make_plan, plan_quotas
-from transforms.errors import InputError
-from transforms.exact import exact_sum
-from transforms.report import RangeStats
+from root2hdf5.transforms.stats.composition import Composition, apply_quotas, apportion, make_plan, plan_quotas
+from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.core.exact import exact_sum
+from root2hdf5.transforms.stats.report import RangeStats
 
 SPLITS = ("train", "val", "test")
 

@@ -2,8 +2,8 @@
 import pytest
 import yaml
 
-from pipelines.config import config_from_dict, load_config
-from transforms.errors import ConfigError
+from root2hdf5.pipelines.config import config_from_dict, load_config
+from root2hdf5.transforms.core.errors import ConfigError
 
 
 def base(**extra):

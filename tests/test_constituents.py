@@ -6,8 +6,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.batch import Jagged, JetBatch
-from transforms.constituents import PadConstituents, pad_constituents
+from root2hdf5.transforms.core.batch import Jagged, JetBatch
+from root2hdf5.transforms.physics.padding import PadConstituents, pad_constituents
 
 
 def random_jets(n, seed):

@@ -14,8 +14,8 @@ import uproot
 
 from tests.conftest import IN_MEMORY, TWO_PROCESSES, run_config, shared_file
 from tests.reference import read_output
-from transforms.errors import InputError
-from transforms.friends import duplicated_rows, match_rows
+from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.read.friends import duplicated_rows, match_rows
 
 NANO = "nanoAOD_2015_CMS_Open_Data_ttbar.root"
 HZZ = "uproot-HZZ.root"
@@ -353,8 +353,8 @@ def test_example_config_runs_on_the_nanoaod_file(tmp_path):
     """configs/events_example.yaml is valid and gives what numpy gives for its selection and categories."""
     import yaml
 
-    from pipelines.config import config_from_dict
-    from pipelines.convert import run
+    from root2hdf5.pipelines.config import config_from_dict
+    from root2hdf5.pipelines.convert import run
 
     path = shared_file(NANO)
     text = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "configs", "events_example.yaml")))

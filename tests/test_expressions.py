@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from transforms.errors import ConfigError
-from transforms.expressions import Expression
+from root2hdf5.transforms.core.errors import ConfigError
+from root2hdf5.transforms.rows.expressions import Expression
 
 rng = np.random.default_rng(0)
 V = {"jet_pt": rng.uniform(0, 1e6, 200), "jet_eta": rng.uniform(-3, 3, 200), "rho": rng.uniform(0, 20, 200),

@@ -6,10 +6,10 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.errors import InputError
-from transforms.flatten import FlattenJets, flatten_events, flatten_jets
-from transforms.read import EntryRange, EventsChunk
-from transforms.sources import InputFile
+from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.read.flatten import FlattenJets, flatten_events, flatten_jets
+from root2hdf5.transforms.read.ranges import EntryRange, EventsChunk
+from root2hdf5.transforms.read.sources import InputFile
 
 
 def random_events(n, seed, start=0):

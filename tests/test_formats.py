@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import IN_MEMORY, events_config, run_config
 from tests.reference import read_output
-from transforms.formats import ColumnSpec, Hdf5Format, ParquetFormat
-from transforms.hdf5_files import DatasetSpec, Storage
+from root2hdf5.transforms.output.formats import ColumnSpec, Hdf5Format, ParquetFormat
+from root2hdf5.transforms.output.hdf5_files import DatasetSpec, Storage
 
 SPLITS = ("train", "val", "test")
 # standardization makes the second pass read every shard back through the format and rewrite it
@@ -201,7 +201,7 @@ def test_a_shard_reads_back_as_written(tmp_path, make):
 
 
 def test_column_names_must_be_unique():
-    from transforms.errors import ConfigError
+    from root2hdf5.transforms.core.errors import ConfigError
 
     spec = _spec()
     clash = ColumnSpec(spec.datasets, {**spec.features, "jets": ["pt", "weight", "mass"]}, spec.collections, None)

@@ -6,9 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from transforms.finalize import SinkSpec
-from transforms.formats import ColumnSpec, Hdf5Format
-from transforms.hdf5_files import DatasetSpec, Storage, read_jets_file, write_jets_file, write_split_file
+from root2hdf5.transforms.output.finalize import SinkSpec
+from root2hdf5.transforms.output.formats import ColumnSpec, Hdf5Format
+from root2hdf5.transforms.output.hdf5_files import DatasetSpec, Storage, read_jets_file, write_jets_file, write_split_file
 
 DATASETS = [DatasetSpec("constituents", "float32", (5, 2), (("features", ["a", "b"]),)),
             DatasetSpec("mask", "bool", (5,)), DatasetSpec("labels", "int32"),
@@ -95,10 +95,10 @@ def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that
 
-    from transforms.batch import JetBatch
-    from transforms.hdf5_sink import WriteShuffledHdf5
-    from transforms.report import RangeStats
-    from transforms.sources import InputFile
+    from root2hdf5.transforms.core.batch import JetBatch
+    from root2hdf5.transforms.output.sink import WriteShuffledHdf5
+    from root2hdf5.transforms.stats.report import RangeStats
+    from root2hdf5.transforms.read.sources import InputFile
 
     out, tmp = tmp_path / "out", tmp_path / "out" / ".tmp"
     for sub in ("shards", "pieces"):

@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from transforms import images
-from transforms.errors import ConfigError, InputError
-from transforms.images import ImageSpec
-from transforms.preprocess import Inputs
+from root2hdf5.transforms.physics import images
+from root2hdf5.transforms.core.errors import ConfigError, InputError
+from root2hdf5.transforms.physics.images import ImageSpec
+from root2hdf5.transforms.physics.preprocess import Inputs
 
 from tests.conftest import shared_file
 
@@ -330,7 +330,7 @@ def test_raw_and_angular_frames():
     spec = ImageSpec.from_dict({"name": "a", "kind": "dense", "bins": [16, 16], "range": [[-1, 1], [-1, 1]],
                                 "frame": "angular", "channels": ["e", "pt", "count"], "normalize": True})
     eta, phi = images.coordinates(spec, inputs)
-    from transforms import physics
+    from root2hdf5.transforms.physics import library as physics
     rotated = physics.angular(inputs)
     assert np.array_equal(eta, rotated["c_eta_rot"]) and np.array_equal(phi, rotated["c_phi_rot"])
     out, outside = images.compute(spec, inputs)
@@ -446,8 +446,8 @@ def old_tool_pixels(values):
 def test_real_jets_reproduce_old_tool_pixels():
     path = shared_file("jets_flat_zprime.root")
     uproot = pytest.importorskip("uproot")
-    from transforms.batch import Jagged
-    from transforms.constituents import pad_constituents
+    from root2hdf5.transforms.core.batch import Jagged
+    from root2hdf5.transforms.physics.padding import pad_constituents
 
     names = ["fjet_clus_pt", "fjet_clus_eta", "fjet_clus_phi", "fjet_clus_E"]
     with uproot.open(path) as f:

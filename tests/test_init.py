@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import uproot
 
-from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.convert import run
-from pipelines.init_config import PEEK_ENTRIES, guess
+from root2hdf5.pipelines.cli import main
+from root2hdf5.pipelines.config import load_config
+from root2hdf5.pipelines.convert import run
+from root2hdf5.pipelines.tools.init_config import PEEK_ENTRIES, guess
 from tests.conftest import IN_MEMORY, shared_file
 
 CONSTITUENT_KINEMATICS = ("pt", "eta", "phi")
@@ -41,7 +41,7 @@ def _write_and_run(path: str, tmp_path, extra: list[str] = ()) -> dict:
 
 def test_events_layout_is_detected_and_the_config_runs(ntuples, tmp_path):
     path = ntuples["events_sig_0"]
-    from pipelines import synthetic
+    from root2hdf5.pipelines.tools import synthetic
 
     depths = _by_depth(path, synthetic.EVENTS_TREE)
     g = guess(path)
@@ -60,7 +60,7 @@ def test_events_layout_is_detected_and_the_config_runs(ntuples, tmp_path):
 
 def test_jets_layout_is_detected_and_the_config_runs(ntuples, tmp_path):
     path = ntuples["jets_sig"]
-    from pipelines import synthetic
+    from root2hdf5.pipelines.tools import synthetic
 
     depths = _by_depth(path, synthetic.JETS_TREE)
     g = guess(path)

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from pipelines.cli import main
-from pipelines.inspection import feature_stats, open_output
+from root2hdf5.pipelines.cli import main
+from root2hdf5.pipelines.tools.inspection import feature_stats, open_output
 from tests.conftest import IN_MEMORY, events_config, run_config
 from tests.reference import read_output
 

@@ -4,8 +4,8 @@ import numpy as np
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.batch import JetBatch
-from transforms.label import Labeling, LabelJets
+from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.rows.label import Labeling, LabelJets
 
 
 def test_labels_follow_the_sample():

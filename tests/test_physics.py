@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from transforms import physics
-from transforms.preprocess import Inputs
+from root2hdf5.transforms.physics import library as physics
+from root2hdf5.transforms.physics.preprocess import Inputs
 
 ROLES = {"pt": "c_pt", "eta": "c_eta", "phi": "c_phi", "e": "c_e"}
 JET_ROLES = {"eta": "jet_eta", "phi": "jet_phi"}

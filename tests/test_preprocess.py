@@ -7,9 +7,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.batch import JetBatch
-from transforms.errors import ConfigError
-from transforms.preprocess import Inputs, Preprocess, PreprocessSpec, cartesian
+from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.core.errors import ConfigError
+from root2hdf5.transforms.physics.preprocess import Inputs, Preprocess, PreprocessSpec, cartesian
 
 C_ROLES = {"pt": "c_pt", "eta": "c_eta", "phi": "c_phi", "e": "c_e"}
 J_ROLES = {"pt": "jet_pt", "eta": "jet_eta", "phi": "jet_phi", "m": "jet_m"}

@@ -5,10 +5,10 @@ import logging
 import re
 import time
 
-from pipelines.config import config_from_dict
-from pipelines.convert import run, runs_locally
+from root2hdf5.pipelines.config import config_from_dict
+from root2hdf5.pipelines.convert import run, runs_locally
 from tests.conftest import IN_MEMORY, events_config
-from transforms import progress
+from root2hdf5.transforms.core import progress
 
 
 def test_markers_are_counted_once_and_retries_do_not_double_count(tmp_path):

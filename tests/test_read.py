@@ -5,10 +5,10 @@ import uproot
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import synthetic
-from transforms.read import ReadRootRanges
-from transforms.sources import InputFile
-from transforms.trees import BranchPlan
+from root2hdf5.pipelines.tools import synthetic
+from root2hdf5.transforms.read.ranges import ReadRootRanges
+from root2hdf5.transforms.read.sources import InputFile
+from root2hdf5.transforms.read.trees import BranchPlan
 
 
 def test_ranges_read_every_entry_exactly_once(ntuples):

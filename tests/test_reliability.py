@@ -18,11 +18,11 @@ import uproot
 import yaml
 
 from apache_beam.io.localfilesystem import LocalFileSystem
-from pipelines import synthetic
+from root2hdf5.pipelines.tools import synthetic
 from tests.conftest import IN_MEMORY, events_config, jets_config, run_config
 from tests.reference import read_output
 from tests.test_pipeline import _by_source, _digests
-from transforms.errors import InputError, OutputError, Root2Hdf5Error
+from root2hdf5.transforms.core.errors import InputError, OutputError, Root2Hdf5Error
 
 FINAL = ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
 
@@ -310,7 +310,7 @@ def test_an_interrupted_run_leaves_no_file_that_looks_complete(ntuples, tmp_path
     out = tmp_path / "out"
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(events_config(ntuples, out)))
-    run = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(cfg_path), "-q",
+    run = subprocess.Popen([sys.executable, "-m", "root2hdf5", "run", str(cfg_path), "-q",
                             "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -350,8 +350,8 @@ def test_overwrite_replaces_a_previous_result_completely(ntuples, tmp_path):
     ("output.dir", "out\n", "not a usable path"),
 ])
 def test_config_values_that_become_paths_imports_or_code_are_validated(ntuples, tmp_path, key, value, message):
-    from pipelines.config import config_from_dict
-    from transforms.errors import ConfigError
+    from root2hdf5.pipelines.config import config_from_dict
+    from root2hdf5.transforms.core.errors import ConfigError
 
     cfg = events_config(ntuples, tmp_path / "out")
     node, *path = key.split(".")

@@ -1,9 +1,9 @@
 """Accounting: the report adds up, and any loss or duplication is caught."""
 import pytest
 
-from transforms.errors import InputError, Root2Hdf5Error
-from transforms.report import RangeStats, ShardResult, SkippedFile, build_report, format_report
-from transforms.sources import InputFile
+from root2hdf5.transforms.core.errors import InputError, Root2Hdf5Error
+from root2hdf5.transforms.stats.report import RangeStats, ShardResult, SkippedFile, build_report, format_report
+from root2hdf5.transforms.read.sources import InputFile
 
 FILES = [InputFile(0, 0, "a.root", "t"), InputFile(0, 1, "b.root", "t"), InputFile(1, 0, "c.root", "t")]
 SPLITS = ["train", "val", "test"]

@@ -58,7 +58,7 @@ def test_spark_local_matches_direct_runner(ntuples, tmp_path, direct_reference):
 def test_flink_session_cluster_in_separate_processes(ntuples, tmp_path, direct_reference):
     """A JobManager and a TaskManager as their own JVMs; the job server submits to them over REST."""
     _need("java", "mvn")
-    from pipelines import flink_cluster
+    from root2hdf5.pipelines.runners import flink_cluster
 
     port = flink_cluster.free_port()
     info = flink_cluster.start(str(tmp_path / "cluster"), rest_port=port)

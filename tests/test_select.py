@@ -5,10 +5,10 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.batch import JetBatch
-from transforms.errors import InputError
-from transforms.expressions import Expression
-from transforms.select import SelectJets, selection_mask
+from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.rows.expressions import Expression
+from root2hdf5.transforms.rows.select import SelectJets, selection_mask
 
 
 def batch(seed, n=100):

@@ -5,9 +5,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
-from transforms.batch import ColumnsCoder, JetBatch, decode_columns, encode_columns
-from transforms.shuffle import Piece, PieceCoder, ShuffleIntoShards, gather_shard
-from transforms.split import AssignSplits
+from root2hdf5.transforms.core.batch import ColumnsCoder, JetBatch, decode_columns, encode_columns
+from root2hdf5.transforms.output.shuffle import Piece, PieceCoder, ShuffleIntoShards, gather_shard
+from root2hdf5.transforms.output.split import AssignSplits
 
 
 def test_byte_form_round_trip():

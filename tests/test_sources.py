@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from transforms.errors import InputError
-from transforms.sources import expand_files
+from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.read.sources import expand_files
 
 
 def sample(name, *files):

@@ -5,9 +5,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.reference import expected_split, hash_ints
-from transforms.batch import JetBatch
-from transforms.hashing import hash_columns
-from transforms.split import AssignSplits, split_index
+from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.core.hashing import hash_columns
+from root2hdf5.transforms.output.split import AssignSplits, split_index
 
 
 def test_hash_matches_a_pure_python_splitmix64():

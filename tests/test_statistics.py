@@ -14,8 +14,8 @@ from apache_beam.testing.util import assert_that
 from tests.conftest import IN_MEMORY, events_config, run_config
 from tests.reference import read_output
 from tests.test_pipeline import _by_source, _digests
-from transforms.moments import MomentsCombineFn, dataset_moments, merge
-from transforms.reweight import Histograms, ReweightSpec, allocate, draw, factors, shard_histograms
+from root2hdf5.transforms.stats.moments import MomentsCombineFn, dataset_moments, merge
+from root2hdf5.transforms.stats.reweight import Histograms, ReweightSpec, allocate, draw, factors, shard_histograms
 
 SPLITS = ("train", "val", "test")
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import uproot
 
-from pipelines import synthetic
-from transforms.errors import InputError
-from transforms.trees import BranchPlan, check_branches, cluster_starts, open_tree, plan_ranges
+from root2hdf5.pipelines.tools import synthetic
+from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.read.trees import BranchPlan, check_branches, cluster_starts, open_tree, plan_ranges
 
 EVENTS = BranchPlan("events", ("jet_pt", "jet_eta"), ("jet_constit_pt",), ("rho",), "eventNumber", "jet_pt",
                     "jet_pt > 1 & NPV > 2")
@@ -58,8 +58,8 @@ def test_not_a_root_file(tmp_path):
                                                  ("events_bkg", synthetic.EVENTS_TREE, 0.9),
                                                  ("jets_sig", synthetic.JETS_TREE, 0.5)])
 def test_truncated_file_fails_naming_it(ntuples, tmp_path, fixture, tree, keep):
-    from transforms.read import ReadRange, SplitIntoRanges
-    from transforms.sources import InputFile
+    from root2hdf5.transforms.read.ranges import ReadRange, SplitIntoRanges
+    from root2hdf5.transforms.read.sources import InputFile
 
     path = tmp_path / "cut.root"
     data = open(ntuples[fixture], "rb").read()

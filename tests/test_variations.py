@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import uproot
 
-from transforms import variations as V
-from transforms.batch import Jagged
-from transforms.errors import ConfigError
-from transforms.variations import SizeMap, VariationSpec, apply_variation, recompute_jet
+from root2hdf5.transforms.physics import variations as V
+from root2hdf5.transforms.core.batch import Jagged
+from root2hdf5.transforms.core.errors import ConfigError
+from root2hdf5.transforms.physics.variations import SizeMap, VariationSpec, apply_variation, recompute_jet
 
 from tests.conftest import shared_file
 
@@ -167,7 +167,7 @@ def test_numbers_change_with_seed_name_and_identity():
 def test_numbers_are_the_same_in_another_process():
     """Python's str hash is salted per process; the variation-name hash must not be. One other process
     with another salt (it prints its hash() of the name to prove that) gives the same numbers."""
-    code = ("import numpy as np; from transforms import variations as V;"
+    code = ("import numpy as np; from root2hdf5.transforms.physics import variations as V;"
             "k = V.constituent_keys(V.jet_keys(7, 'jer_up', {'sample': 1, 'file': 2, 'entry': np.arange(5),"
             " 'jet_index': 0}), np.full(5, 3)); print(hash('jer_up')); print(V.uniform(k, 0).tolist())")
     salt = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"

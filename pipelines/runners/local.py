@@ -1,0 +1,37 @@
+"""Which Beam runner executes the pipeline.
+
+Beam's DirectRunner first tries Prism, a Go runner it downloads from GitHub at run time, and falls back to
+the Python FnApiRunner when it cannot. What runs (and how fast, and whether --direct_num_workers and
+--direct_running_mode mean anything) would then depend on network access. For the local case we always
+use the FnApiRunner, configured as the DirectRunner would configure it. FlinkRunner and SparkRunner start
+their job server from Maven artifacts (pipelines/jobservers.py); any other --runner (PortableRunner,
+PrismRunner, DataflowRunner ...) is used as given.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+LOCAL = (None, "DirectRunner", "direct", "FnApiRunner")
+
+
+def is_local(options: PipelineOptions) -> bool:
+    return options.view_as(StandardOptions).runner in LOCAL
+
+
+def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    name = options.view_as(StandardOptions).runner
+    if isinstance(name, str) and name.lower() in ("flinkrunner", "flink", "sparkrunner", "spark"):
+        from root2hdf5.pipelines.runners.jobservers import RUNNERS  # job servers from Maven Central (see that module)
+
+        return beam.Pipeline(runner=RUNNERS[name.lower()](), options=options)
+    if not is_local(options):
+        return beam.Pipeline(options=options)
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    # as DirectRunner.run_pipeline does, so that worker processes receive the pipeline options
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)

@@ -1,0 +1,1 @@
+"""The commands beside run: init (a starter config), inspect (an output summary and plots), make-example."""

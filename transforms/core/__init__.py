@@ -1,0 +1,1 @@
+"""What every stage shares: the batch and its coders, errors, hashing, exact sums, progress, fault hooks."""

@@ -1,0 +1,1 @@
+"""Split, global shuffle and the sink: shards, formats, the second pass and the atomic finalize."""

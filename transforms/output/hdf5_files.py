@@ -1,0 +1,168 @@
+"""The HDF5 files themselves: shards (regular datasets, chunked by jets) and split files (virtual datasets
+over the shards), written reproducibly (no timestamps), and file operations on any Beam filesystem.
+
+HDF5 needs a local file: for other filesystems a file is written to a local temporary file and copied.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from root2hdf5.transforms.core.batch import Columns
+from root2hdf5.transforms.core.errors import output_errors
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One output dataset: per-jet shape (after the jet axis), dtype, attributes, VDS fill value."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...] = ()
+    attrs: tuple[tuple[str, object], ...] = ()
+    chunk_rows: int | None = None  # rows per chunk when not Storage.chunk_jets (e.g. 1 for images)
+
+    @property
+    def fill(self):
+        kind = np.dtype(self.dtype).kind
+        return {"f": np.nan, "b": False}.get(kind, -1)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How datasets are stored: compression ('lzf', 'gzip' or 'none'), gzip level, rows per chunk."""
+
+    compression: str = "lzf"
+    level: int | None = None
+    chunk_jets: int = 256
+
+    def options(self, n: int, shape: tuple[int, ...], rows: int | None = None) -> dict:
+        if n == 0 or 0 in shape:  # nothing to chunk (HDF5 chunks must be non-empty)
+            return {}
+        options = {"chunks": (min(n, rows or self.chunk_jets), *shape)}
+        if self.compression == "gzip":
+            options.update(compression="gzip", compression_opts=self.level or 4, shuffle=True)
+        elif self.compression == "lzf":
+            options.update(compression="lzf", shuffle=True)
+        return options
+
+
+def is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) in (None, "file")
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def write_via_local(destination: str, write) -> None:
+    """Call write(local_path); copy the result to `destination` if that is not a local path."""
+    with output_errors(destination):
+        if is_local(destination):
+            write(destination)
+            return
+        fd, local = tempfile.mkstemp(suffix=".h5")
+        os.close(fd)
+        try:
+            write(local)
+            with open(local, "rb") as src, FileSystems.create(destination, compression_type="uncompressed") as dst:
+                shutil.copyfileobj(src, dst, 16 << 20)
+        finally:
+            os.unlink(local)
+
+
+def children(directory: str) -> list[str]:
+    """Files and subdirectories directly in `directory` (object stores have no directories: there, the
+    first path components below it)."""
+    if is_local(directory):
+        return sorted(os.path.join(directory, name) for name in os.listdir(directory)) if os.path.isdir(directory) else []
+    if not exists(directory):
+        return []
+    base = directory.rstrip("/") + "/"
+    names = {m.path[len(base):].split("/", 1)[0]
+             for m in FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list if m.path.startswith(base)}
+    return sorted(FileSystems.join(directory, name) for name in names if name)
+
+
+def files_in(directory: str) -> list[str]:
+    """The files directly in `directory`."""
+    if not exists(directory):
+        return []
+    return sorted(m.path for m in FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list)
+
+
+def _attrs(target, values) -> None:
+    for key, value in dict(values).items():
+        target.attrs[key] = value
+
+
+def write_jets_file(path: str, columns: Columns, datasets: list[DatasetSpec], storage: Storage,
+                    attrs: dict, dataset_attrs: dict | None = None, count_attr: str = "num_jets") -> None:
+    """A regular HDF5 file with the `datasets` (those in `columns`, or all of them empty when `columns` is
+    empty), chunked by rows; file attributes `attrs` plus the row count (`count_attr`)."""
+    n = next((len(columns[ds.name]) for ds in datasets if ds.name in columns), 0)
+    with h5py.File(path, "w") as handle:
+        _attrs(handle, {**attrs, count_attr: n})
+        for ds in datasets:
+            if columns and ds.name not in columns:
+                continue
+            data = columns[ds.name] if columns else np.zeros((0, *ds.shape), ds.dtype)
+            dataset = handle.create_dataset(ds.name, data=np.asarray(data, ds.dtype),
+                                            **storage.options(n, ds.shape, ds.chunk_rows))
+            _attrs(dataset, ds.attrs)
+            _attrs(dataset, (dataset_attrs or {}).get(ds.name, {}))
+
+
+class _UntimedLayout(h5py.VirtualLayout):
+    """h5py stamps virtual datasets with their creation time; without it the file is reproducible."""
+
+    def _get_dcpl(self, dst_filename):
+        dcpl = super()._get_dcpl(dst_filename)
+        dcpl.set_obj_track_times(False)
+        return dcpl
+
+
+def write_split_file(path: str, shards: list[tuple[str, int]], datasets: list[DatasetSpec], storage: Storage,
+                     attrs: dict, dataset_attrs: dict | None = None, fills: dict | None = None,
+                     count_attr: str = "num_jets") -> None:
+    """One file presenting the shards [(relative path, jets)] as one dataset each (HDF5 virtual datasets).
+
+    Source paths are relative to the split file, so the output directory can be moved or copied whole;
+    missing shards read as the fill value (NaN / -1 / False), never as plausible numbers. dataset_attrs:
+    extra attributes per dataset name (e.g. the training statistics).
+    """
+    shards = [(rel, n) for rel, n in shards if n > 0]
+    total = sum(n for _, n in shards)
+    extra = dataset_attrs or {}
+    if total == 0:
+        write_jets_file(path, {}, datasets, storage, attrs, extra, count_attr)
+        return
+    with h5py.File(path, "w") as handle:
+        _attrs(handle, {**attrs, count_attr: total})
+        for ds in datasets:
+            layout = _UntimedLayout(shape=(total, *ds.shape), dtype=ds.dtype)
+            start = 0
+            for rel, n in shards:
+                layout[start:start + n] = h5py.VirtualSource(rel, ds.name, shape=(n, *ds.shape))
+                start += n
+            dataset = handle.create_virtual_dataset(ds.name, layout, fillvalue=(fills or {}).get(ds.name, ds.fill))
+            _attrs(dataset, ds.attrs)
+            _attrs(dataset, extra.get(ds.name, {}))
+
+
+def read_jets_file(path: str, names: list[str] | None = None) -> Columns:
+    """The datasets (all, or `names`) of a file written by write_jets_file, from any Beam filesystem."""
+    if is_local(path):
+        source = path
+    else:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            source = io.BytesIO(handle.read())
+    with h5py.File(source, "r") as handle:
+        return {name: handle[name][...] for name in (names or list(handle))}

@@ -1,0 +1,1 @@
+"""Physics on padded rows: kinematic roles, constituent padding, preprocessing, images, variations."""

@@ -1,0 +1,1 @@
+"""ROOT files to rows: inputs, trees, entry ranges, flattening to jets or events, non-finite values, friends."""

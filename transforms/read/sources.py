@@ -1,0 +1,93 @@
+"""Expand a sample's `files:` entries into an ordered list of input files.
+
+An entry is a local path or glob, a URL (`root://`, `https://`, `s3://` ... opened by uproot through
+fsspec), or a text file (`.txt`/`.list`) listing one path or URL per line as the older tools used (blank
+lines and `#` comments ignored; relative lines are relative to the list file). The order is deterministic
+(globs sorted, lists in their order), because a file's position is part of every jet's identity.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass
+
+from root2hdf5.transforms.core.errors import InputError
+
+LIST_SUFFIXES = (".txt", ".list")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file of one sample; `sample` and `file` are indices that go into each jet's `source`."""
+
+    sample: int
+    file: int
+    path: str
+    tree: str
+    sample_name: str = ""
+
+
+def is_url(path: str) -> bool:
+    return bool(_URL.match(path))
+
+
+def _read_list(path: str) -> list[str]:
+    base = os.path.dirname(path)
+    entries = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                entries.append(line if is_url(line) or os.path.isabs(line) else os.path.join(base, line))
+    return entries
+
+
+def _expand_entry(entry: str, sample: str) -> list[str]:
+    if is_url(entry):
+        if glob.has_magic(entry):
+            import fsspec  # only needed for remote globs
+
+            fs, _, paths = fsspec.get_fs_token_paths(entry)
+            matches = sorted(fs.unstrip_protocol(p) for p in paths)
+            if not matches:
+                raise InputError(f"sample {sample!r}: no files match {entry!r}")
+            return matches
+        return [entry]
+    if entry.endswith(LIST_SUFFIXES):
+        if not os.path.isfile(entry):
+            raise InputError(f"sample {sample!r}: list file {entry!r} does not exist")
+        paths = []
+        for line in _read_list(entry):
+            paths.extend(_expand_entry(line, sample))
+        if not paths:
+            raise InputError(f"sample {sample!r}: list file {entry!r} names no files")
+        return paths
+    if glob.has_magic(entry):
+        matches = sorted(glob.glob(entry))
+        if not matches:
+            raise InputError(f"sample {sample!r}: no files match {entry!r}")
+        return matches
+    if not os.path.exists(entry):
+        raise InputError(f"sample {sample!r}: input file {entry!r} does not exist")
+    return [entry]
+
+
+def expand_files(samples) -> list[InputFile]:
+    """All input files of all samples (config `SampleConfig`s), in a deterministic order."""
+    result = []
+    for s_index, sample in enumerate(samples):
+        paths: list[str] = []
+        for entry in sample.files:
+            paths.extend(_expand_entry(entry, sample.name))
+        seen = set()
+        for path in paths:
+            key = path if is_url(path) else os.path.realpath(path)
+            if key in seen:
+                raise InputError(f"sample {sample.name!r}: file {path!r} is listed twice; its jets would be "
+                                 "written twice")
+            seen.add(key)
+        result.extend(InputFile(s_index, f_index, path, sample.tree, sample.name)
+                      for f_index, path in enumerate(paths))
+    return result

@@ -1,0 +1,162 @@
+"""Jet-level expressions such as `input.selection`: uproot's expression language with ROOT's logic.
+
+The language is the one uproot uses for `cut=` and aliases: Python syntax over branch names, with uproot's
+function table (`abs`, `sqrt`, `where`, `isfinite`, ...). Two things are adjusted so that cuts written the
+way physicists write them in `TTree::Draw` mean what they look like:
+
+* `&`, `|`, `^` (and `&&`, `||`, `and`, `or`) bind more loosely than comparisons, as in C/ROOT, so
+  `jet_pt > 350e3 & abs(jet_eta) < 2` is `(jet_pt > 350e3) & (abs(jet_eta) < 2)`. In plain Python it would
+  be `jet_pt > (350e3 & abs(jet_eta)) < 2`, an error. Bit tests need parentheses: `(flags & 4) != 0`.
+* `!x` and `not x` are element-wise negation; chained comparisons `0 < x < 2` are element-wise too.
+
+Nothing but this grammar is evaluated: no attributes, subscripts, lambdas or builtins, so a config string
+cannot run arbitrary code.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import io
+import re
+import threading
+import tokenize
+from typing import Mapping
+
+import numpy as np
+from uproot.language.python import PythonLanguage
+
+from root2hdf5.transforms.core.errors import ConfigError
+
+FUNCTIONS = dict(PythonLanguage.default_functions)
+FUNCTIONS.update(
+    logical_not=np.logical_not,
+    logical_xor=np.logical_xor,
+    bitwise_and=np.bitwise_and,
+    bitwise_or=np.bitwise_or,
+    minimum=np.minimum,
+    maximum=np.maximum,
+)
+
+_LOGICAL_OPS = {"&": "&", "|": "|", "^": "^", "and": "&", "or": "|"}
+_OPEN, _CLOSE = "([{", ")]}"
+_ALLOWED_NODES = (
+    ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Call, ast.Name, ast.Load, ast.Constant,
+    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.BitAnd, ast.BitOr, ast.BitXor,
+    ast.Invert, ast.USub, ast.UAdd, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE,
+)
+
+
+def _root_precedence(text: str) -> str:
+    """Parenthesize the operands of logical operators at every bracket depth (C/ROOT precedence)."""
+    text = text.replace("&&", " & ").replace("||", " | ")
+    text = re.sub(r"!(?!=)", " not ", text)
+    tokens = [
+        (tok.type, tok.string)
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+        if tok.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
+                            tokenize.DEDENT, tokenize.COMMENT)
+    ]
+    out: list[tuple[int, str]] = []
+    frames = [[0, False]]  # per bracket depth: where the current operand starts, whether it was split
+
+    def close_operand(frame):
+        if frame[1]:
+            out.insert(frame[0], (tokenize.OP, "("))
+            out.append((tokenize.OP, ")"))
+
+    for kind, string in tokens:
+        if string in _OPEN:
+            out.append((kind, string))
+            frames.append([len(out), False])
+        elif string in _CLOSE or string == ",":
+            frame = frames[-1]
+            close_operand(frame)
+            out.append((kind, string))
+            if string == ",":
+                frame[:] = [len(out), False]
+            elif len(frames) > 1:
+                frames.pop()
+        elif string in _LOGICAL_OPS and kind in (tokenize.OP, tokenize.NAME):
+            frame = frames[-1]
+            out.insert(frame[0], (tokenize.OP, "("))
+            out.append((tokenize.OP, ")"))
+            out.append((tokenize.OP, _LOGICAL_OPS[string]))
+            frame[:] = [len(out), True]
+        else:
+            out.append((kind, string))
+    close_operand(frames[0])
+    return tokenize.untokenize(out)
+
+
+class _ElementWise(ast.NodeTransformer):
+    """`not x` -> logical_not(x); `a < b < c` -> (a < b) & (b < c)."""
+
+    def visit_UnaryOp(self, node):
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Not):
+            return ast.Call(ast.Name("logical_not", ast.Load()), [node.operand], [])
+        return node
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        if len(node.ops) == 1:
+            return node
+        operands = [node.left, *node.comparators]
+        pairs = [ast.Compare(operands[i], [op], [operands[i + 1]]) for i, op in enumerate(node.ops)]
+        result = pairs[0]
+        for pair in pairs[1:]:
+            result = ast.BinOp(result, ast.BitAnd(), pair)
+        return result
+
+
+# CPython 3.11's ast conversion is not safe when threads parse at once ("AST constructor recursion depth
+# mismatch"); DoFns parse their expressions in setup, which the multi-threaded DirectRunner runs in parallel.
+_AST_LOCK = threading.Lock()
+
+
+class Expression:
+    """A compiled jet-level expression. `symbols` are the branch names it reads."""
+
+    def __init__(self, text: str, what: str = "expression", functions: Mapping[str, object] | None = None):
+        self.text = text
+        self.what = what
+        # the callable names: uproot's table, or a caller's extension of it (per-event reductions)
+        self.functions = FUNCTIONS if functions is None else functions
+        try:
+            with _AST_LOCK:
+                tree = ast.parse(_root_precedence(text).strip(), mode="eval")
+        except (SyntaxError, tokenize.TokenError) as err:
+            reason = getattr(err, "msg", None) or str(err)
+            raise ConfigError(f"{what} {text!r} is not a valid expression: {reason}") from None
+        tree = ast.fix_missing_locations(_ElementWise().visit(tree))
+        symbols: dict[str, int] = {}
+        for node in ast.walk(tree):
+            if not isinstance(node, _ALLOWED_NODES):
+                raise ConfigError(
+                    f"{what} {text!r} uses {type(node).__name__}, which the expression language does not "
+                    "allow (branch names, numbers, arithmetic, comparisons, & | ~ and function calls only)")
+            if isinstance(node, ast.Call):
+                if not isinstance(node.func, ast.Name) or node.func.id not in self.functions:
+                    name = getattr(node.func, "id", ast.unparse(node.func))
+                    close = difflib.get_close_matches(name, self.functions, n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise ConfigError(f"{what} {text!r} calls unknown function {name!r}{hint}")
+                if node.keywords:
+                    raise ConfigError(f"{what} {text!r}: keyword arguments are not supported")
+            elif isinstance(node, ast.Name) and node.id not in self.functions:
+                symbols[node.id] = min(node.col_offset, symbols.get(node.id, node.col_offset))
+            elif isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, bool)):
+                raise ConfigError(f"{what} {text!r}: only numeric constants are allowed, got {node.value!r}")
+        self.symbols = sorted(symbols, key=symbols.get)
+        with _AST_LOCK:
+            self._code = compile(tree, f"<{what}>", "eval")
+
+    def evaluate(self, values: Mapping[str, object]):
+        """Evaluate over arrays named by branch; broadcasting and ufuncs follow numpy/awkward."""
+        namespace = dict(self.functions)
+        namespace.update((name, values[name]) for name in self.symbols)
+        with np.errstate(all="ignore"):
+            return eval(self._code, {"__builtins__": {}}, namespace)  # noqa: S307 - whitelisted AST only
+
+    def __repr__(self):
+        return f"Expression({self.text!r})"

@@ -1,0 +1,1 @@
+"""Dataset-wide numbers: composition and sample weights, reweighting, moments, model scores, accounting."""
