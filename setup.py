@@ -26,7 +26,7 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "test": ["pytest>=7", "xrootd>=5.6", "fsspec-xrootd>=0.3", "onnx>=1.14", "onnxruntime>=1.16",
+        "test": ["pytest>=7", "ruff>=0.6", "xrootd>=5.6", "fsspec-xrootd>=0.3", "onnx>=1.14", "onnxruntime>=1.16",
                  "matplotlib>=3.7", "atlas-ftag-tools>=0.2", "pandas>=2", "polars>=1"],
         "inspect": ["matplotlib>=3.7"],  # root2hdf5 inspect: plots (mplhep style when installed)
         "xrootd": ["xrootd>=5.6", "fsspec-xrootd>=0.3"],  # root:// inputs

@@ -26,10 +26,10 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from root2hdf5.transforms.physics import images  # noqa: E402
 from root2hdf5.transforms.core.batch import Jagged  # noqa: E402
-from root2hdf5.transforms.physics.padding import pad_constituents  # noqa: E402
 from root2hdf5.transforms.output.hdf5_files import Storage  # noqa: E402
+from root2hdf5.transforms.physics import images  # noqa: E402
+from root2hdf5.transforms.physics.padding import pad_constituents  # noqa: E402
 from root2hdf5.transforms.physics.preprocess import Inputs  # noqa: E402
 
 SHARED = os.environ.get("ROOT2HDF5_SHARED_DATA", os.path.join(REPO, "..", "shared", "data"))

@@ -62,8 +62,10 @@ def main():
     for index, name in enumerate(("train", "val", "test")):
         rows = rng.permutation(np.flatnonzero(split == index))
         with h5py.File(os.path.join(args.out, f"{name}.h5"), "w") as handle:
-            for dataset, values in (("constituents", features), ("mask", mask), ("jets", jets), ("event_number", events)):
-                handle.create_dataset(dataset, data=values[rows], chunks=(min(256, max(len(rows), 1)), *values.shape[1:]),
+            columns = (("constituents", features), ("mask", mask), ("jets", jets), ("event_number", events))
+            for dataset, values in columns:
+                handle.create_dataset(dataset, data=values[rows],
+                                      chunks=(min(256, max(len(rows), 1)), *values.shape[1:]),
                                       **options)
     print(json.dumps({"jets": int(len(jets)), "seconds": time.perf_counter() - begin}))
 

@@ -224,7 +224,7 @@ def report(suites: dict, growth: list[dict], args) -> str:
             m = r[key]
             lines.append(f"| {label} | {m['wall']:.1f} | {jets / m['wall']:,.0f} | {gb(m['rss'])} | "
                          f"{m['wall'] / bare:.2f} | {m['wall'] / peer:.2f} |")
-        lines += ["", f"Compression (pipeline, 2 workers; output size of the shards):", "",
+        lines += ["", "Compression (pipeline, 2 workers; output size of the shards):", "",
                   "| compression | wall (s) | size | bytes/jet |", "|---|---|---|---|"]
         for comp, c in r["compression"].items():
             lines.append(f"| {comp} | {c['wall']:.1f} | {gb(c['bytes'])} | {c['bytes'] / jets:,.0f} |")

@@ -40,10 +40,11 @@ def user_error(err: BaseException) -> str | None:
 
 def default_beam_args(beam_args: list[str], quiet: bool = False, verbose: bool = False) -> list[str]:
     """Multi-process DirectRunner unless told otherwise; quiet Beam worker logs."""
+    from root2hdf5.pipelines.runners.local import runs_locally
+
     args = list(beam_args)
     given = " ".join(args)
-    runner = re.search(r"--runner[= ](\S+)", given)
-    if runner is None or runner.group(1) in ("DirectRunner", "direct", "FnApiRunner"):
+    if runs_locally(args):
         if "--direct_num_workers" not in given:
             args.append(f"--direct_num_workers={os.cpu_count() or 1}")
         if "--direct_running_mode" not in given:
@@ -68,7 +69,7 @@ def _parse_overrides(items: list[str]) -> dict:
 
 def cmd_run(args, beam_args) -> int:
     from root2hdf5.pipelines.config import load_config
-    from root2hdf5.pipelines.convert import run
+    from root2hdf5.pipelines.run import run
     from root2hdf5.transforms.stats.report import format_report
 
     cfg = load_config(args.config, overrides=_parse_overrides(args.set))

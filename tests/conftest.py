@@ -8,7 +8,8 @@ import pytest
 
 from root2hdf5.pipelines.tools import synthetic
 
-SHARED_DATA = Path(os.environ.get("ROOT2HDF5_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("ROOT2HDF5_SHARED_DATA",
+                                  Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
 
 def shared_file(name: str) -> Path:
@@ -110,6 +111,6 @@ TWO_PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processi
 
 def run_config(cfg_dict: dict, beam_args=None, overwrite=False) -> dict:
     from root2hdf5.pipelines.config import config_from_dict
-    from root2hdf5.pipelines.convert import run
+    from root2hdf5.pipelines.run import run
 
     return run(config_from_dict(cfg_dict), beam_args if beam_args is not None else IN_MEMORY, overwrite=overwrite)

@@ -1,15 +1,14 @@
 """The command line: the README's commands, and bad input failing cleanly with nothing half-written."""
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import uproot
 import yaml
 
-from root2hdf5.pipelines.tools import synthetic
 from root2hdf5.pipelines.cli import main
+from root2hdf5.pipelines.tools import synthetic
 from tests.conftest import events_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +24,8 @@ def test_readme_example_commands(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wrote" in result.stdout and "total" in result.stdout
-    assert sorted(os.listdir(tmp_path / "out")) == ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5",
+                                                    "val.h5"]
     # progress ends with the exact number of entries read
     entries = 0
     for name in os.listdir(tmp_path / "example"):
@@ -119,7 +119,8 @@ def test_empty_tree(ntuples, tmp_path, capsys):
         handle.mktree("FlatSubstructureJetTree", {"fjet_pt": np.float32, "fjet_eta": np.float32,
                                                   "EventInfo_mcEventNumber": np.uint64})
     cfg = {"samples": [{"name": "e", "files": [str(empty)], "tree": "FlatSubstructureJetTree"}],
-           "input": {"layout": "jets", "jet_branches": ["fjet_pt", "fjet_eta"], "event_number": "EventInfo_mcEventNumber"},
+           "input": {"layout": "jets", "jet_branches": ["fjet_pt", "fjet_eta"],
+                     "event_number": "EventInfo_mcEventNumber"},
            "output": {"dir": str(tmp_path / "out")}}
     code, err = run_cli(tmp_path, cfg, capsys)
     assert code == 2 and "empty.root: tree 'FlatSubstructureJetTree' is empty (0 entries)" in err
@@ -145,7 +146,8 @@ def test_existing_output_needs_overwrite(ntuples, tmp_path, capsys):
     assert (out / "train.h5").read_text() == "an older result"
     code, err = run_cli(tmp_path, cfg, capsys, "--overwrite")
     assert code == 0, err
-    assert sorted(os.listdir(out)) == ["norm.yaml", "notes.txt", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
+    assert sorted(os.listdir(out)) == ["norm.yaml", "notes.txt", "shards", "summary.json", "test.h5", "train.h5",
+                                       "val.h5"]
 
 
 def test_unwritable_output(ntuples, tmp_path, capsys):
@@ -167,7 +169,7 @@ def test_config_error_names_the_key(tmp_path, capsys):
 def test_bundled_configs_run_on_the_example(tmp_path, name):
     """Every config in configs/ is valid and runs on the example data."""
     from root2hdf5.pipelines.config import load_config
-    from root2hdf5.pipelines.convert import run
+    from root2hdf5.pipelines.run import run
 
     synthetic.write_example(str(tmp_path / "example"), events=400)
     cwd = os.getcwd()

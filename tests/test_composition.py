@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import uproot
 
-from root2hdf5.pipelines.tools import synthetic
+from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.core.exact import exact_sum
+from root2hdf5.transforms.core.records import RangeStats
+from root2hdf5.transforms.stats.composition import Composition, apply_quotas, apportion, make_plan, plan_quotas
 from tests.conftest import IN_MEMORY, events_config, run_config
 from tests.reference import expand, read_output
 from tests.test_pipeline import _by_source
-from root2hdf5.transforms.stats.composition import Composition, apply_quotas, apportion, make_plan, plan_quotas
-from root2hdf5.transforms.core.errors import InputError
-from root2hdf5.transforms.core.exact import exact_sum
-from root2hdf5.transforms.stats.report import RangeStats
 
 SPLITS = ("train", "val", "test")
 
@@ -22,7 +21,8 @@ SPLITS = ("train", "val", "test")
 # --------------------------------------------------------------------------------------------- units
 
 
-@pytest.mark.parametrize("total, weights", [(10, [1, 1, 1]), (7, [5, 0, 2, 9]), (0, [3, 4]), (5, [1]), (100, [33, 33, 34])])
+@pytest.mark.parametrize("total, weights", [(10, [1, 1, 1]), (7, [5, 0, 2, 9]), (0, [3, 4]), (5, [1]),
+                                            (100, [33, 33, 34])])
 def test_apportion(total, weights):
     parts = apportion(total, weights)
     assert sum(parts) == (total if sum(weights) else 0)
@@ -93,7 +93,8 @@ def test_apply_quotas_keeps_the_first_of_each_group():
 
 def test_plan_weight_factors():
     weights = np.random.default_rng(0).normal(1, 0.3, 1000).astype(np.float32)
-    stats = [RangeStats(0, 0, {"sum_weights": exact_sum(weights[:300])}), RangeStats(0, 1, {"sum_weights": exact_sum(weights[300:])}),
+    stats = [RangeStats(0, 0, {"sum_weights": exact_sum(weights[:300])}),
+             RangeStats(0, 1, {"sum_weights": exact_sum(weights[300:])}),
              RangeStats(1, 0, {})]
     comp = Composition(factors=(6.0, 0.5, 2.0), sum_of_weights=("auto", 4.0, None), sample_names=("a", "b", "c"))
     plan = make_plan(stats, comp)
@@ -223,7 +224,8 @@ def test_jet_collections_stack_reco_and_truth(ntuples, tmp_path):
     for s_i, sample in enumerate(cfg["samples"]):
         for f_i, path in enumerate(p for entry in sample["files"] for p in expand(entry)):
             arrays[(s_i, f_i)] = uproot.open(path)[sample["tree"]].arrays(
-                ["jet_pt", "jet_eta", "jet_phi", "jet_E", "jet_true_pt", "jet_true_eta", "jet_true_phi", "jet_true_e", "rho"])
+                ["jet_pt", "jet_eta", "jet_phi", "jet_E", "jet_true_pt", "jet_true_eta", "jet_true_phi", "jet_true_e",
+                 "rho"])
     for i, (s, f, e, j) in enumerate(train["source"][:200]):
         a = arrays[(s, f)][e]
         for c, prefix in enumerate(["jet_", "jet_true_"]):

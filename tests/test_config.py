@@ -11,6 +11,9 @@ def base(**extra):
            "input": {"jet_branches": ["jet_pt", "jet_eta", "jet_phi", "jet_E"],
                      "constituent_branches": ["c_pt", "c_eta", "c_phi", "c_e"], "event_branches": ["rho"]}}
     for key, value in extra.items():
+        if "__" not in key:  # a whole block
+            cfg[key] = value
+            continue
         section, name = key.split("__")
         cfg.setdefault(section, {})[name] = value
     return cfg
@@ -26,7 +29,8 @@ def test_unknown_key_suggests_the_closest():
 def test_types_are_checked_with_the_key_named():
     with pytest.raises(ConfigError, match=r"constituents.max: expected an integer, got 'many'"):
         config_from_dict(base(constituents__max="many"))
-    with pytest.raises(ConfigError, match=r"missing required config key 'samples\[0\]|missing required config key 'tree'"):
+    with pytest.raises(ConfigError,
+                       match=r"missing required config key 'samples\[0\]|missing required config key 'tree'"):
         config_from_dict({"samples": [{"name": "a", "files": ["x"]}], "input": {"jet_branches": ["a"]}})
 
 
@@ -130,7 +134,7 @@ def test_event_record_resolves():
     ({"input__layout": "jets"}, r"input.layout: record: event reads one entry per event"),
     ({"events__collection__sort_by": "Jet_phi"}, r"events.collection.sort_by: 'Jet_phi' is not one of"),
     ({"events__collection__name": "events"}, r"events.collection.name: 'events' is not a usable dataset name"),
-    ({"events__friends__0__unmatched": "keep"}, r"events.friends.mem.unmatched: 'keep' is not one of drop, fill"),
+    ({"events__friends__0__unmatched": "keep"}, r"events.friends\[0\].unmatched: 'keep' is not one of drop, fill"),
     ({"events__friends__0__friend_keys": ["run"]}, r"events.friends.mem.friend_keys: 1 names for 3 keys"),
     ({"events__friends__0__branches": ["event"]}, r"events.friends.mem.branches: \['event'\] are keys"),
     ({"samples__0__friends": {}}, r"samples.tt.friends.mem: no files given"),
@@ -161,3 +165,34 @@ def test_event_keys_need_record_event():
     cfg = base(split__modulo=2, input__event_number="ev")  # the modulo split works for jets too
     cfg["split"].update(train=[0], val=[1])
     assert config_from_dict(cfg).split.residue_splits() == [0, 1]
+
+
+def test_checks_known_at_load_fail_at_load():
+    """Reweighting variables, FTAG field clashes and position variations on cartesian constituents fail when
+    the config loads, not when the pipeline runs."""
+    with pytest.raises(ConfigError, match=r"weights.variables: \['jet_m'\] are not jet features"):
+        config_from_dict(base(weights={"method": "flat", "variables": ["jet_m"], "bins": [[0, 1, 2]]}))
+    clash = base(output__layout="ftag")
+    clash["input"]["jet_branches"] = ["jet_pt", "weight"]
+    with pytest.raises(ConfigError, match=r"output.layout ftag: field names \['weight'\] occur twice"):
+        config_from_dict(clash)
+    cartesian = base(kinematics={"constituents": {"px": "c_e"}},
+                     variations=[{"name": "pos", "kind": "position", "size": 0.01}])
+    with pytest.raises(ConfigError, match=r"variations\[0\] \(pos\): smears eta and phi, but the constituents also "
+                                          r"have cartesian branches \(c_e\)"):
+        config_from_dict(cartesian)
+
+
+def test_schema_choices_are_the_kernels_tables():
+    """The config's Literal choices and the tables the kernels dispatch on name the same things."""
+    import typing
+
+    from root2hdf5.pipelines.config.schema import ImageConfig, VariationConfig
+    from root2hdf5.transforms.physics import images, variations
+
+    hints = {cls: typing.get_type_hints(cls) for cls in (ImageConfig, VariationConfig)}
+    frames = typing.get_args(hints[ImageConfig]["frame"])
+    channels = typing.get_args(typing.get_args(typing.get_args(hints[ImageConfig]["channels"])[0])[0])
+    kinds = typing.get_args(hints[VariationConfig]["kind"])
+    assert set(frames) == set(images.FRAMES) and set(channels) == set(images.CHANNELS)
+    assert set(kinds) == set(variations.KERNELS) == set(variations.LIMITS)

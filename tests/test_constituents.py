@@ -6,7 +6,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from root2hdf5.transforms.core.batch import Jagged, JetBatch
+from root2hdf5.transforms.core.batch import Jagged, RowBatch
 from root2hdf5.transforms.physics.padding import PadConstituents, pad_constituents
 
 
@@ -48,14 +48,15 @@ def test_matches_per_jet_loop(max_len, min_pt, dtype):
 
 
 def test_sort_by_another_branch():
-    jets = {"pt": Jagged.from_awkward(ak.Array([[1.0, 2.0, 3.0]])), "d": Jagged.from_awkward(ak.Array([[0.3, 0.1, 0.2]]))}
+    jets = {"pt": Jagged.from_awkward(ak.Array([[1.0, 2.0, 3.0]])),
+            "d": Jagged.from_awkward(ak.Array([[0.3, 0.1, 0.2]]))}
     padded, mask = pad_constituents(jets, "d", 4)
     assert padded["pt"].tolist() == [[1.0, 3.0, 2.0, 0.0]] and mask.tolist() == [[True, True, True, False]]
 
 
 def test_dofn_adds_mask_and_pads():
     jets = random_jets(40, seed=3)
-    b = JetBatch(0, 0, dict(jets))
+    b = RowBatch(0, 0, dict(jets))
     with TestPipeline() as p:
         out = p | beam.Create([b]) | beam.ParDo(PadConstituents(["pt", "eta"], "pt", 5, "pt", 2.0))
         exp_pt, _, exp_mask = reference(jets, 5, 2.0)

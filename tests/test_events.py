@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 
-from tests.conftest import IN_MEMORY, TWO_PROCESSES, run_config, shared_file
-from tests.reference import read_output
 from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.read.friends import duplicated_rows, match_rows
+from tests.conftest import IN_MEMORY, TWO_PROCESSES, run_config, shared_file
+from tests.reference import read_output
 
 NANO = "nanoAOD_2015_CMS_Open_Data_ttbar.root"
 HZZ = "uproot-HZZ.root"
@@ -354,7 +354,7 @@ def test_example_config_runs_on_the_nanoaod_file(tmp_path):
     import yaml
 
     from root2hdf5.pipelines.config import config_from_dict
-    from root2hdf5.pipelines.convert import run
+    from root2hdf5.pipelines.run import run
 
     path = shared_file(NANO)
     text = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "configs", "events_example.yaml")))

@@ -1,4 +1,4 @@
-"""The loaders in examples/ (shown verbatim in the README) read a split file completely and in order."""
+"""The loaders in examples/ (shown verbatim in docs/outputs.md) read a split file completely and in order."""
 from __future__ import annotations
 
 import importlib.util
@@ -52,12 +52,13 @@ def test_torch_dataset_through_a_dataloader(train_file):
     assert len(batches) == -(-len(data["labels"]) // 50)
     for name in ("constituents", "mask", "jets", "labels", "weights"):
         np.testing.assert_array_equal(torch.cat([b[name] for b in batches]).numpy(), data[name])
-    shuffled = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=True, generator=torch.Generator().manual_seed(1))
+    shuffled = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=True,
+                                           generator=torch.Generator().manual_seed(1))
     rows = np.concatenate([b["jets"].numpy() for b in shuffled])
     assert sorted(map(tuple, rows)) == sorted(map(tuple, data["jets"]))
 
 
 @pytest.mark.parametrize("name", ["torch_dataset", "numpy_batches"])
-def test_readme_shows_the_tested_code(name):
-    readme = (EXAMPLES.parent / "README.md").read_text()
-    assert (EXAMPLES / f"{name}.py").read_text() in readme, f"README.md must include examples/{name}.py verbatim"
+def test_docs_show_the_tested_code(name):
+    docs = (EXAMPLES.parent / "docs" / "outputs.md").read_text()
+    assert (EXAMPLES / f"{name}.py").read_text() in docs, f"docs/outputs.md must include examples/{name}.py verbatim"

@@ -20,7 +20,8 @@ V = {"jet_pt": rng.uniform(0, 1e6, 200), "jet_eta": rng.uniform(-3, 3, 200), "rh
     ("not jet_eta > 0", ~(V["jet_eta"] > 0)),
     ("0.5 < abs(jet_eta) < 2", (np.abs(V["jet_eta"]) > 0.5) & (np.abs(V["jet_eta"]) < 2)),
     ("(flags & 4) != 0", (V["flags"] & 4) != 0),
-    ("where(jet_eta > 0 & rho > 3, jet_pt, 0) > 2e5", np.where((V["jet_eta"] > 0) & (V["rho"] > 3), V["jet_pt"], 0) > 2e5),
+    ("where(jet_eta > 0 & rho > 3, jet_pt, 0) > 2e5",
+     np.where((V["jet_eta"] > 0) & (V["rho"] > 3), V["jet_pt"], 0) > 2e5),
     ("sqrt(jet_pt) / 1000 + rho**2 >= 1", np.sqrt(V["jet_pt"]) / 1000 + V["rho"] ** 2 >= 1),
 ])
 def test_evaluates_like_numpy(text, expected):
@@ -28,7 +29,8 @@ def test_evaluates_like_numpy(text, expected):
 
 
 def test_symbols_are_the_branches_in_order():
-    assert Expression("jet_pt > 1 && !(jet_eta < 0) || rho > 3 & abs(jet_pt) > 0").symbols == ["jet_pt", "jet_eta", "rho"]
+    expression = Expression("jet_pt > 1 && !(jet_eta < 0) || rho > 3 & abs(jet_pt) > 0")
+    assert expression.symbols == ["jet_pt", "jet_eta", "rho"]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -9,10 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import IN_MEMORY, events_config, run_config
-from tests.reference import read_output
 from root2hdf5.transforms.output.formats import ColumnSpec, Hdf5Format, ParquetFormat
 from root2hdf5.transforms.output.hdf5_files import DatasetSpec, Storage
+from tests.conftest import IN_MEMORY, events_config, run_config
+from tests.reference import read_output
 
 SPLITS = ("train", "val", "test")
 # standardization makes the second pass read every shard back through the format and rewrite it
@@ -90,7 +90,8 @@ def test_ftag_shards_are_byte_identical_across_runs(ntuples, tmp_path_factory, f
     shards = sorted(os.listdir(os.path.join(first, "shards")))
     assert shards == sorted(os.listdir(os.path.join(second, "shards")))
     for name in shards:
-        with open(os.path.join(first, "shards", name), "rb") as a, open(os.path.join(second, "shards", name), "rb") as b:
+        with open(os.path.join(first, "shards", name), "rb") as a, \
+                open(os.path.join(second, "shards", name), "rb") as b:
             assert a.read() == b.read(), name
 
 

@@ -8,7 +8,13 @@ import pytest
 
 from root2hdf5.transforms.output.finalize import SinkSpec
 from root2hdf5.transforms.output.formats import ColumnSpec, Hdf5Format
-from root2hdf5.transforms.output.hdf5_files import DatasetSpec, Storage, read_jets_file, write_jets_file, write_split_file
+from root2hdf5.transforms.output.hdf5_files import (
+    DatasetSpec,
+    Storage,
+    read_jets_file,
+    write_jets_file,
+    write_split_file,
+)
 
 DATASETS = [DatasetSpec("constituents", "float32", (5, 2), (("features", ["a", "b"]),)),
             DatasetSpec("mask", "bool", (5,)), DatasetSpec("labels", "int32"),
@@ -90,14 +96,14 @@ def test_same_content_same_bytes(tmp_path):
 
 
 def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
-    """WriteShuffledHdf5 alone: routed batches in, a finished directory and an exact report out."""
+    """WriteShuffledShards alone: routed batches in, a finished directory and an exact report out."""
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that
 
-    from root2hdf5.transforms.core.batch import JetBatch
-    from root2hdf5.transforms.output.sink import WriteShuffledHdf5
-    from root2hdf5.transforms.stats.report import RangeStats
+    from root2hdf5.transforms.core.batch import RowBatch
+    from root2hdf5.transforms.core.records import RangeStats
+    from root2hdf5.transforms.output.sink import WriteShuffledShards
     from root2hdf5.transforms.read.sources import InputFile
 
     out, tmp = tmp_path / "out", tmp_path / "out" / ".tmp"
@@ -113,7 +119,7 @@ def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
         cols = columns(20, f)
         cols["source"][:, :2] = [0, f]
         cols["source"][:, 2] = np.arange(20)
-        b = JetBatch(0, f, data=dict(cols))
+        b = RowBatch(0, f, data=dict(cols))
         b.data["_split"] = np.where(np.arange(20) % 4 == 0, 2, 0).astype(np.int8)
         b.data["_shard"] = np.where(b.data["_split"] == 0, np.arange(20) % 2, 0).astype(np.int32)
         b.data["_order"] = np.random.default_rng(f).integers(0, 2**63, 20).astype(np.uint64)
@@ -129,7 +135,7 @@ def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
 
     with TestPipeline() as p:
         s = p | "Stats" >> beam.Create(stats)
-        assert_that(p | beam.Create(batches) | WriteShuffledHdf5(sink, s, spill=True), check)
+        assert_that(p | beam.Create(batches) | WriteShuffledShards(sink, s, spill=True), check)
     assert sorted(os.listdir(out)) == ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5"]
     assert sorted(os.listdir(out / "shards")) == ["test-00000-of-00001.h5", "train-00000-of-00002.h5",
                                                   "train-00001-of-00002.h5"]

@@ -10,12 +10,28 @@ import math
 import numpy as np
 import pytest
 
-from root2hdf5.transforms.physics import images
+from root2hdf5.pipelines.config import config_from_dict
+from root2hdf5.pipelines.config.images import image_spec
+from root2hdf5.pipelines.config.loader import build
+from root2hdf5.pipelines.config.schema import ImageConfig
 from root2hdf5.transforms.core.errors import ConfigError, InputError
+from root2hdf5.transforms.physics import images
 from root2hdf5.transforms.physics.images import ImageSpec
 from root2hdf5.transforms.physics.preprocess import Inputs
-
 from tests.conftest import shared_file
+
+
+def spec_of(entry, where: str = "images[0]") -> ImageSpec:
+    """One `images:` entry as the config loads and resolves it."""
+    return image_spec(build(ImageConfig, entry, where), where)
+
+
+def config_images(items):
+    """The `images:` list of a config with constituents, resolved."""
+    return config_from_dict({"samples": [{"name": "a", "files": ["x.root"], "tree": "t"}],
+                             "input": {"jet_branches": ["jet_pt"],
+                                       "constituent_branches": ["c_pt", "c_eta", "c_phi", "c_e"]},
+                             "images": items})
 
 ROLES = {"pt": "c_pt", "eta": "c_eta", "phi": "c_phi", "e": "c_E"}
 JET_ROLES = {"eta": "jet_eta", "phi": "jet_phi"}
@@ -285,7 +301,7 @@ def boundary_jets():
 
 def test_relative_frame_across_phi_boundary():
     inputs, jet_eta, jet_phi = boundary_jets()
-    spec = ImageSpec.from_dict({"name": "p", "kind": "pixels", "bins": [20, 20], "range": [[-1, 1], [-1, 1]],
+    spec = spec_of({"name": "p", "kind": "pixels", "bins": [20, 20], "range": [[-1, 1], [-1, 1]],
                                 "frame": "relative"})
     eta, phi = images.coordinates(spec, inputs)
     assert eta.dtype == phi.dtype == np.float64
@@ -310,7 +326,7 @@ def test_relative_frame_across_phi_boundary():
     occupied[np.unique(out[mask][:, 1])] = True
     assert not occupied[0] and not occupied[19]
     # dense in the same frame equals histogram2d per jet
-    dense = ImageSpec.from_dict({"name": "d", "kind": "dense", "bins": [20, 20], "range": [[-1, 1], [-1, 1]],
+    dense = spec_of({"name": "d", "kind": "dense", "bins": [20, 20], "range": [[-1, 1], [-1, 1]],
                                  "frame": "relative", "channels": ["pt", "count"]})
     image, dropped = images.compute(dense, inputs)
     ref, ref_dropped = reference_dense(eta, phi, mask, {"pt": inputs.arrays["c_pt"], "count": None},
@@ -323,11 +339,11 @@ def test_relative_frame_across_phi_boundary():
 
 def test_raw_and_angular_frames():
     inputs, _, _ = boundary_jets()
-    raw = ImageSpec.from_dict({"name": "r", "kind": "pixels", "bins": [64, 64], "range": [[-2, 2], [-2, 2]]})
+    raw = spec_of({"name": "r", "kind": "pixels", "bins": [64, 64], "range": [[-2, 2], [-2, 2]]})
     eta, phi = images.coordinates(raw, inputs)
     assert np.array_equal(eta, inputs.arrays["c_eta"].astype(np.float64))
     assert np.array_equal(phi, inputs.arrays["c_phi"].astype(np.float64))
-    spec = ImageSpec.from_dict({"name": "a", "kind": "dense", "bins": [16, 16], "range": [[-1, 1], [-1, 1]],
+    spec = spec_of({"name": "a", "kind": "dense", "bins": [16, 16], "range": [[-1, 1], [-1, 1]],
                                 "frame": "angular", "channels": ["e", "pt", "count"], "normalize": True})
     eta, phi = images.coordinates(spec, inputs)
     from root2hdf5.transforms.physics import library as physics
@@ -348,7 +364,7 @@ def test_energy_channel_without_e_branch():
     roles = {k: v for k, v in ROLES.items() if k != "e"}
     no_e = Inputs({k: v for k, v in inputs.arrays.items() if k != "c_E"}, roles, inputs.mask, inputs.jets,
                   inputs.jet_roles)
-    spec = ImageSpec.from_dict({"name": "d", "kind": "dense", "bins": [4, 4], "range": [[-3, 3], [-4, 4]],
+    spec = spec_of({"name": "d", "kind": "dense", "bins": [4, 4], "range": [[-3, 3], [-4, 4]],
                                 "channels": ["e"]})
     massless = (no_e.arrays["c_pt"] * np.cosh(no_e.arrays["c_eta"])).astype(np.float64)
     out, _ = images.compute(spec, no_e)
@@ -359,8 +375,8 @@ def test_energy_channel_without_e_branch():
 # --------------------------------------------------------------------------------------------- config
 
 
-def test_spec_from_dict_and_attrs():
-    spec = ImageSpec.from_dict({"name": "image", "kind": "dense", "bins": [32, 32], "range": [[-1, 1], [-1, 1]],
+def test_spec_from_config_and_attrs():
+    spec = spec_of({"name": "image", "kind": "dense", "bins": [32, 32], "range": [[-1, 1], [-1, 1]],
                                 "frame": "angular", "channels": ["pt", "count"], "normalize": True,
                                 "dtype": "float16"}, "images[1]")
     assert spec == ImageSpec("image", "dense", (32, 32), ((-1.0, 1.0), (-1.0, 1.0)), "angular", ("pt", "count"),
@@ -370,16 +386,16 @@ def test_spec_from_dict_and_attrs():
     assert attrs["kind"] == "dense" and attrs["bins"] == [32, 32] and attrs["range"] == [[-1, 1], [-1, 1]]
     assert attrs["frame"] == "angular" and attrs["channels"] == ["pt", "count"] and attrs["normalize"] is True
     assert np.array_equal(attrs["eta_edges"], np.linspace(-1, 1, 33))
-    pixels = ImageSpec.from_dict({"name": "pixels", "kind": "pixels", "bins": [64, 64], "range": [[-2, 2], [-2, 2]]})
+    pixels = spec_of({"name": "pixels", "kind": "pixels", "bins": [64, 64], "range": [[-2, 2], [-2, 2]]})
     assert pixels.frame == "raw" and pixels.shape(100) == (100, 2) and pixels.output_dtype == "int32"
     assert pixels.attrs()["channels"] == ["eta_bin", "phi_bin"] and pixels.attrs()["padding"] == -1
-    default = ImageSpec.from_dict({"name": "x", "kind": "dense", "bins": [2, 2], "range": [[0, 1], [0, 1]]})
+    default = spec_of({"name": "x", "kind": "dense", "bins": [2, 2], "range": [[0, 1], [0, 1]]})
     assert default.channels == ("pt",) and default.normalize is False and default.dtype == "float32"
 
 
 def test_attrs_write_to_hdf5(tmp_path):
     h5py = pytest.importorskip("h5py")
-    spec = ImageSpec.from_dict({"name": "image", "kind": "dense", "bins": [4, 3], "range": [[-1, 1], [-2, 2]],
+    spec = spec_of({"name": "image", "kind": "dense", "bins": [4, 3], "range": [[-1, 1], [-2, 2]],
                                 "channels": ["pt", "count"]})
     with h5py.File(tmp_path / "x.h5", "w") as f:
         d = f.create_dataset(spec.name, data=np.zeros((1, *spec.shape(5)), spec.output_dtype))
@@ -400,39 +416,39 @@ def test_attrs_write_to_hdf5(tmp_path):
     ({"range": [[-2, 2]]}, r"images\[1\]\.range: expected"),
     ({"range": [[2, -2], [-2, 2]]}, r"images\[1\]\.range: the eta range must be finite with lo < hi"),
     ({"range": [[-2, 2], [1, 1]]}, r"images\[1\]\.range: the phi range"),
-    ({"range": [[-2, "x"], [1, 2]]}, r"images\[1\]\.range: expected"),
+    ({"range": [[-2, "x"], [1, 2]]}, r"images\[1\]\.range\[0\]\[1\]: expected a number"),
     ({"range": [[-2, float("inf")], [1, 2]]}, r"images\[1\]\.range: the eta range"),
     ({"kind": "sparse"}, r"images\[1\]\.kind: .sparse. is not one of pixels, dense"),
-    ({"frame": "polar"}, r"images\[1\]\.frame: expected one of raw, relative, angular"),
+    ({"frame": "polar"}, r"images\[1\]\.frame: 'polar' is not one of raw, relative, angular"),
     ({"name": "a/b"}, r"images\[1\]\.name"),
     ({"name": ""}, r"images\[1\]\.name"),
-    ({"colour": 3}, r"images\[1\]: unknown key 'colour'"),
-    ({"channels": ["pt", "m"]}, r"images\[1\]\.channels: 'm' is not one of pt, e, count"),
+    ({"colour": 3}, r"unknown config key 'images\[1\]\.colour'"),
+    ({"channels": ["pt", "m"]}, r"images\[1\]\.channels\[1\]: 'm' is not one of pt, e, count"),
     ({"channels": []}, r"images\[1\]\.channels: expected a non-empty list"),
     ({"channels": ["pt", "pt"]}, r"images\[1\]\.channels: .* twice"),
     ({"normalize": "yes"}, r"images\[1\]\.normalize: expected true or false"),
-    ({"dtype": "float64"}, r"images\[1\]\.dtype: expected one of float32, float16"),
+    ({"dtype": "float64"}, r"images\[1\]\.dtype: 'float64' is not one of float32, float16"),
 ])
 def test_config_errors(change, message):
     entry = {"name": "image", "kind": "dense", "bins": [32, 32], "range": [[-1, 1], [-1, 1]], **change}
     with pytest.raises(ConfigError, match=message):
-        ImageSpec.from_dict(entry, "images[1]")
+        spec_of(entry, "images[1]")
 
 
 def test_config_errors_structure():
-    with pytest.raises(ConfigError, match=r"images\[0\]: missing required key 'range'"):
-        ImageSpec.from_dict({"name": "a", "kind": "pixels", "bins": [2, 2]})
+    with pytest.raises(ConfigError, match=r"missing required config key 'images\[0\]\.range'"):
+        spec_of({"name": "a", "kind": "pixels", "bins": [2, 2]})
     with pytest.raises(ConfigError, match=r"images\[2\]: expected a mapping"):
-        ImageSpec.from_dict(["name", "a"], "images[2]")
+        spec_of(["name", "a"], "images[2]")
     with pytest.raises(ConfigError, match=r"images\[0\]\.normalize: only for kind: dense"):
-        ImageSpec.from_dict({"name": "a", "kind": "pixels", "bins": [2, 2], "range": [[0, 1], [0, 1]],
+        spec_of({"name": "a", "kind": "pixels", "bins": [2, 2], "range": [[0, 1], [0, 1]],
                              "normalize": True})
     entry = {"name": "a", "kind": "pixels", "bins": [2, 2], "range": [[0, 1], [0, 1]]}
-    assert len(images.specs_from_config([entry, {**entry, "name": "b"}])) == 2
+    assert len(config_images([entry, {**entry, "name": "b"}]).images) == 2
     with pytest.raises(ConfigError, match=r"images\[1\]\.name: 'a' is already used by images\[0\]"):
-        images.specs_from_config([entry, entry])
+        config_images([entry, entry])
     with pytest.raises(ConfigError, match=r"images: expected a list"):
-        images.specs_from_config({"name": "a"})
+        config_images({"name": "a"})
 
 
 # ------------------------------------------------------------------------------------------ real jets
@@ -457,7 +473,7 @@ def test_real_jets_reproduce_old_tool_pixels():
     assert mask.sum() > 10_000 and (mask.sum(axis=1) == 100).any()  # some jets are truncated
     inputs = Inputs(padded, {"pt": "fjet_clus_pt", "eta": "fjet_clus_eta", "phi": "fjet_clus_phi",
                              "e": "fjet_clus_E"}, mask)
-    spec = ImageSpec.from_dict({"name": "pixels", "kind": "pixels", "bins": [64, 64], "range": [[-2, 2], [-2, 2]],
+    spec = spec_of({"name": "pixels", "kind": "pixels", "bins": [64, 64], "range": [[-2, 2], [-2, 2]],
                                 "frame": "raw"})
     out, clipped = images.compute(spec, inputs)
     eta, phi = padded["fjet_clus_eta"], padded["fjet_clus_phi"]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import uproot
 
-from root2hdf5.pipelines.tools import synthetic
 from root2hdf5.pipelines.config import config_from_dict
+from root2hdf5.pipelines.tools import synthetic
+from root2hdf5.transforms.core.errors import ConfigError
 from tests.conftest import IN_MEMORY, events_config, run_config
 from tests.reference import read_output
-from root2hdf5.transforms.core.errors import ConfigError
 
 PIXELS = {"name": "pixels", "kind": "pixels", "bins": [16, 16], "range": [[-1.5, 1.5], [-2, 2]], "frame": "raw"}
 DENSE = {"name": "image", "kind": "dense", "bins": [12, 10], "range": [[-2.0, 2.0], [-np.pi, np.pi]],

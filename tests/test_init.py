@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import awkward as ak
 import numpy as np
-import pytest
 import uproot
 
 from root2hdf5.pipelines.cli import main
 from root2hdf5.pipelines.config import load_config
-from root2hdf5.pipelines.convert import run
+from root2hdf5.pipelines.run import run
 from root2hdf5.pipelines.tools.init_config import PEEK_ENTRIES, guess
 from tests.conftest import IN_MEMORY, shared_file
 
@@ -77,7 +76,8 @@ def test_jets_layout_is_detected_and_the_config_runs(ntuples, tmp_path):
 def test_real_per_event_jets(tmp_path):
     path = str(shared_file("jets_events_zprime.root"))
     g = guess(path)
-    assert (g.tree, g.layout, g.event_number, g.weight) == ("IsolatedJet_tree", "events", "eventNumber", "mcEventWeight")
+    assert (g.tree, g.layout, g.event_number, g.weight) == \
+        ("IsolatedJet_tree", "events", "eventNumber", "mcEventWeight")
     assert g.constituents == ["jet_constit_pt", "jet_constit_eta", "jet_constit_phi", "jet_constit_e"]
     assert g.jets == ["jet_pt", "jet_eta", "jet_phi", "jet_E", "jet_m"]
     assert g.truth == ["jet_true_pt", "jet_true_eta", "jet_true_phi", "jet_true_e"]

@@ -216,5 +216,6 @@ def test_hand_computed_values():
 def test_jet_mass():
     pt, eta, m = np.array([100.0, 50.0]), np.array([0.5, -1.0]), np.array([20.0, 0.0])
     e = np.sqrt(m**2 + (pt * np.cosh(eta)) ** 2)
-    out = physics.mass(Inputs({"jet_pt": pt, "jet_eta": eta, "jet_E": e}, {"pt": "jet_pt", "eta": "jet_eta", "e": "jet_E"}))
+    out = physics.mass(Inputs({"jet_pt": pt, "jet_eta": eta, "jet_E": e},
+                              {"pt": "jet_pt", "eta": "jet_eta", "e": "jet_E"}))
     np.testing.assert_allclose(out["jet_mass"], m, atol=1e-3)

@@ -7,7 +7,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.core.batch import RowBatch
 from root2hdf5.transforms.core.errors import ConfigError
 from root2hdf5.transforms.physics.preprocess import Inputs, Preprocess, PreprocessSpec, cartesian
 
@@ -17,7 +17,8 @@ J_ROLES = {"pt": "jet_pt", "eta": "jet_eta", "phi": "jet_phi", "m": "jet_m"}
 
 def spec(**kw):
     base = dict(constituent_functions=("cartesian",), jet_functions=("raw",),
-                constituent_branches=("c_pt", "c_eta", "c_phi", "c_e"), jet_branches=("jet_pt", "jet_eta", "jet_phi", "jet_m", "rho"),
+                constituent_branches=("c_pt", "c_eta", "c_phi", "c_e"),
+                jet_branches=("jet_pt", "jet_eta", "jet_phi", "jet_m", "rho"),
                 constituent_roles=C_ROLES, jet_roles=J_ROLES, unit_scale=1.0, scaled_branches=(), max_constituents=3)
     base.update(kw)
     return PreprocessSpec(**base)
@@ -99,7 +100,7 @@ def test_missing_role_is_explained():
 
 def test_dofn_sets_datasets_and_drops_branches():
     b, mask = branches()
-    batch = JetBatch(0, 0, b, {"mask": mask})
+    batch = RowBatch(0, 0, b, {"mask": mask})
     with TestPipeline() as p:
         out = p | beam.Create([batch]) | beam.ParDo(Preprocess(spec()))
         assert_that(out | beam.Map(lambda x: (sorted(x.data), x.branches, x.data["constituents"].shape)),

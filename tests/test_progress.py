@@ -6,9 +6,10 @@ import re
 import time
 
 from root2hdf5.pipelines.config import config_from_dict
-from root2hdf5.pipelines.convert import run, runs_locally
-from tests.conftest import IN_MEMORY, events_config
+from root2hdf5.pipelines.run import run
+from root2hdf5.pipelines.runners.local import runs_locally
 from root2hdf5.transforms.core import progress
+from tests.conftest import IN_MEMORY, events_config
 
 
 def test_markers_are_counted_once_and_retries_do_not_double_count(tmp_path):

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import uproot
 import yaml
-
 from apache_beam.io.localfilesystem import LocalFileSystem
+
 from root2hdf5.pipelines.tools import synthetic
-from tests.conftest import IN_MEMORY, events_config, jets_config, run_config
-from tests.reference import read_output
-from tests.test_pipeline import _by_source, _digests
 from root2hdf5.transforms.core.errors import InputError, OutputError, Root2Hdf5Error
+from tests.conftest import IN_MEMORY, events_config, run_config
+from tests.reference import read_output
+from tests.test_pipeline import _digests
 
 FINAL = ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
 
@@ -124,7 +124,8 @@ def test_jets_with_zero_constituents_are_written_with_empty_masks(tmp_path):
     counts = ak.num(columns["fjet_clus"], axis=1).to_numpy()
     empty = np.zeros(len(counts), bool)
     empty[::7] = True
-    columns["fjet_clus"] = columns["fjet_clus"][ak.local_index(columns["fjet_clus"], axis=1) < np.where(empty, 0, counts)]
+    kept = ak.local_index(columns["fjet_clus"], axis=1) < np.where(empty, 0, counts)
+    columns["fjet_clus"] = columns["fjet_clus"][kept]
     with uproot.recreate(tmp_path / "flat.root") as handle:
         handle.mktree("t", {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in columns.items()})
         handle["t"].extend(columns)

@@ -2,8 +2,9 @@
 import pytest
 
 from root2hdf5.transforms.core.errors import InputError, Root2Hdf5Error
-from root2hdf5.transforms.stats.report import RangeStats, ShardResult, SkippedFile, build_report, format_report
+from root2hdf5.transforms.core.records import RangeStats, ShardResult, SkippedFile
 from root2hdf5.transforms.read.sources import InputFile
+from root2hdf5.transforms.stats.report import build_report, format_report
 
 FILES = [InputFile(0, 0, "a.root", "t"), InputFile(0, 1, "b.root", "t"), InputFile(1, 0, "c.root", "t")]
 SPLITS = ["train", "val", "test"]

@@ -17,9 +17,8 @@ import time
 import h5py
 import numpy as np
 import pytest
-
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.localfilesystem import LocalFileSystem
+
 from tests.conftest import IN_MEMORY, events_config, run_config
 from tests.test_pipeline import _digests
 

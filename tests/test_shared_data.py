@@ -14,8 +14,10 @@ SPLITS = ("train", "val", "test")
 def pythia_events_config(out):
     return {
         "samples": [
-            {"name": "zprime", "files": [str(shared_file("jets_events_zprime.root"))], "tree": "IsolatedJet_tree", "label": 1},
-            {"name": "dijet", "files": [str(shared_file("jets_events_dijet.root"))], "tree": "IsolatedJet_tree", "label": 0},
+            {"name": "zprime", "files": [str(shared_file("jets_events_zprime.root"))], "tree": "IsolatedJet_tree",
+             "label": 1},
+            {"name": "dijet", "files": [str(shared_file("jets_events_dijet.root"))], "tree": "IsolatedJet_tree",
+             "label": 0},
         ],
         "input": {"layout": "events", "leading_jets": 2, "event_number": "eventNumber",
                   "jet_branches": ["jet_pt", "jet_eta", "jet_phi", "jet_E"],
@@ -47,8 +49,10 @@ def test_pythia_per_event_ttree_with_vector_of_vectors(tmp_path):
 def test_pythia_per_jet_ttree(tmp_path):
     cfg = {
         "samples": [
-            {"name": "zprime", "files": [str(shared_file("jets_flat_zprime.root"))], "tree": "FlatSubstructureJetTree", "label": 1},
-            {"name": "dijet", "files": [str(shared_file("jets_flat_dijet.root"))], "tree": "FlatSubstructureJetTree", "label": 0},
+            {"name": "zprime", "files": [str(shared_file("jets_flat_zprime.root"))],
+             "tree": "FlatSubstructureJetTree", "label": 1},
+            {"name": "dijet", "files": [str(shared_file("jets_flat_dijet.root"))],
+             "tree": "FlatSubstructureJetTree", "label": 0},
         ],
         "input": {"layout": "jets", "event_number": "EventInfo_mcEventNumber",
                   "jet_branches": ["fjet_pt", "fjet_eta", "fjet_phi", "fjet_m"],

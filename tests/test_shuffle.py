@@ -5,7 +5,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
-from root2hdf5.transforms.core.batch import ColumnsCoder, JetBatch, decode_columns, encode_columns
+from root2hdf5.transforms.core.batch import ColumnsCoder, RowBatch
 from root2hdf5.transforms.output.shuffle import Piece, PieceCoder, ShuffleIntoShards, gather_shard
 from root2hdf5.transforms.output.split import AssignSplits
 
@@ -27,11 +27,11 @@ def batches(n_batches=6, n=300):
     out = []
     splitter = AssignSplits(1, ["train", "val", "test"], [0.6, 0.2, 0.2], [3, 1, 1], by_event_number=False)
     for f in range(n_batches):
-        b = JetBatch(f % 2, f)
+        b = RowBatch(f % 2, f)
         b.data["source"] = np.column_stack([np.full(n, f % 2), np.full(n, f), np.arange(n), np.zeros(n, int)])
         b.data["labels"] = np.full(n, f % 2, np.int32)
         b.data["x"] = np.random.default_rng(f).random((n, 3)).astype(np.float32)
-        out.append([r for r in splitter.process(b) if isinstance(r, JetBatch)][0])
+        out.append([r for r in splitter.process(b) if isinstance(r, RowBatch)][0])
     return out
 
 

@@ -4,10 +4,10 @@ import numpy as np
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.reference import expected_split, hash_ints
-from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.core.batch import RowBatch
 from root2hdf5.transforms.core.hashing import hash_columns
 from root2hdf5.transforms.output.split import AssignSplits, split_index
+from tests.reference import expected_split, hash_ints
 
 
 def test_hash_matches_a_pure_python_splitmix64():
@@ -32,7 +32,7 @@ def test_zero_fraction_split_gets_nothing():
 
 
 def make_batch(sample, file, n, events):
-    b = JetBatch(sample, file)
+    b = RowBatch(sample, file)
     b.data["source"] = np.column_stack([np.full(n, sample), np.full(n, file), np.arange(n) // 2, np.arange(n) % 2])
     b.data["event_number"] = np.asarray(events, np.int64)
     b.data["labels"] = np.full(n, sample, np.int32)
@@ -40,7 +40,8 @@ def make_batch(sample, file, n, events):
 
 
 def test_assign_splits_keeps_events_together_and_counts():
-    batches = [make_batch(s, f, 400, np.repeat(np.arange(200) + 1000 * (2 * s + f), 2)) for s in range(2) for f in range(2)]
+    batches = [make_batch(s, f, 400, np.repeat(np.arange(200) + 1000 * (2 * s + f), 2))
+               for s in range(2) for f in range(2)]
     splitter = AssignSplits(9, ["train", "val", "test"], [0.6, 0.2, 0.2], [3, 1, 1], by_event_number=True)
     with TestPipeline() as p:
         out = p | beam.Create(batches) | beam.ParDo(splitter).with_outputs("stats", main="batches")
@@ -51,10 +52,11 @@ def test_assign_splits_keeps_events_together_and_counts():
                 assert seen.setdefault(event, split) == split
             assert len(seen) == 800
 
-        assert_that(out.batches | beam.FlatMap(lambda b: zip(b.data["event_number"].tolist(), b.data["_split"].tolist())),
-                    events_in_one_split, label="together")
+        pairs = out.batches | beam.FlatMap(lambda b: zip(b.data["event_number"].tolist(), b.data["_split"].tolist()))
+        assert_that(pairs, events_in_one_split, label="together")
         assert_that(out.batches | beam.FlatMap(lambda b: [
-            bool(np.all(b.data["_shard"] < np.array([3, 1, 1])[b.data["_split"]]))]), equal_to([True] * 4), label="shards")
+            bool(np.all(b.data["_shard"] < np.array([3, 1, 1])[b.data["_split"]]))]), equal_to([True] * 4),
+            label="shards")
         assert_that(out.stats | beam.Map(lambda rs: (rs.counts["train"] + rs.counts["val"] + rs.counts["test"],
                                                      sum(rs.cells.values()))),
                     equal_to([(400, 400)] * 4), label="stats")

@@ -11,11 +11,11 @@ import yaml
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
+from root2hdf5.transforms.stats.moments import MomentsCombineFn, dataset_moments, merge
+from root2hdf5.transforms.stats.reweight import ReweightSpec, allocate, draw, factors, shard_histograms
 from tests.conftest import IN_MEMORY, events_config, run_config
 from tests.reference import read_output
 from tests.test_pipeline import _by_source, _digests
-from root2hdf5.transforms.stats.moments import MomentsCombineFn, dataset_moments, merge
-from root2hdf5.transforms.stats.reweight import Histograms, ReweightSpec, allocate, draw, factors, shard_histograms
 
 SPLITS = ("train", "val", "test")
 
@@ -74,7 +74,8 @@ def test_norm_file_and_attributes_match_numpy_on_the_training_split(stats_run):
     for f, name in enumerate(train["_features"]["jets"]):
         assert norm["jets"][name]["mean"] == pytest.approx(train["jets"][:, f].astype(np.float64).mean(), rel=1e-9)
     with h5py.File(os.path.join(cfg["output"]["dir"], "val.h5")) as handle:  # every split carries train's numbers
-        np.testing.assert_allclose(handle["jets"].attrs["std"], [norm["jets"][n]["std"] for n in train["_features"]["jets"]])
+        np.testing.assert_allclose(handle["jets"].attrs["std"],
+                                   [norm["jets"][n]["std"] for n in train["_features"]["jets"]])
         assert not handle.attrs["standardized"]
 
 
@@ -134,7 +135,8 @@ def _binned_weight(output, split, label, column, edges, absolute=False):
     x = data["jets"][rows, column]
     x = np.abs(x) if absolute else x
     index = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
-    return np.bincount(index, weights=data["weights"][rows], minlength=len(edges) - 1), np.bincount(index, minlength=len(edges) - 1)
+    return (np.bincount(index, weights=data["weights"][rows], minlength=len(edges) - 1),
+            np.bincount(index, minlength=len(edges) - 1))
 
 
 PT_EDGES = [500.0, 600.0, 700.0, 800.0, 900.0, 1100.0, 1400.0]

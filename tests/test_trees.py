@@ -1,5 +1,4 @@
 """Opening trees, checking branches, planning entry ranges."""
-import shutil
 
 import numpy as np
 import pytest

@@ -6,6 +6,8 @@ anyway: a given seed always gives the same sample). Map lookups and jet recomput
 straightforward per-constituent / per-jet Python references. Batches are views (jets taken out of order
 from a larger array), include empty jets, and have constituents next to φ = ±π.
 """
+import dataclasses
+import json
 import math
 import os
 import subprocess
@@ -16,11 +18,16 @@ import numpy as np
 import pytest
 import uproot
 
-from root2hdf5.transforms.physics import variations as V
+from root2hdf5.pipelines.config import config_from_dict
+from root2hdf5.pipelines.config.loader import build
+from root2hdf5.pipelines.config.schema import VariationConfig
+from root2hdf5.pipelines.config.variations import variation_spec
 from root2hdf5.transforms.core.batch import Jagged
 from root2hdf5.transforms.core.errors import ConfigError
-from root2hdf5.transforms.physics.variations import SizeMap, VariationSpec, apply_variation, recompute_jet
-
+from root2hdf5.transforms.physics import randoms as R
+from root2hdf5.transforms.physics import variations as V
+from root2hdf5.transforms.physics.size_maps import SizeMap
+from root2hdf5.transforms.physics.variations import VariationSpec, apply_variation, recompute_jet
 from tests.conftest import shared_file
 
 ROLES = {"pt": "c_pt", "eta": "c_eta", "phi": "c_phi", "e": "c_E"}
@@ -70,7 +77,20 @@ def take_ids(ids, index):
 
 
 def spec(**d) -> VariationSpec:
-    return VariationSpec.from_dict(d)
+    return from_config(d)
+
+
+def from_config(d, base_dir=None) -> VariationSpec:
+    """One `variations:` entry as the config loads and resolves it."""
+    return variation_spec(build(VariationConfig, d, "variations[0]"), "variations[0]", base_dir)
+
+
+def config_variations(items):
+    """A config with constituents and these `variations:`, resolved."""
+    return config_from_dict({"samples": [{"name": "a", "files": ["x.root"], "tree": "t"}],
+                             "input": {"jet_branches": ["jet_pt"],
+                                       "constituent_branches": ["c_pt", "c_eta", "c_phi", "c_e"]},
+                             "variations": items})
 
 
 def tol(sigma: float) -> float:
@@ -87,9 +107,9 @@ def big():
 
 
 def test_uniforms_are_open_53_bit_and_uniform():
-    keys = V.constituent_keys(V.jet_keys(SEED, "u", {"sample": 0, "file": 0, "entry": np.arange(4000),
+    keys = R.constituent_keys(R.jet_keys(SEED, "u", {"sample": 0, "file": 0, "entry": np.arange(4000),
                                                        "jet_index": 0}), np.full(4000, 50))
-    u = V.uniform(keys, 0)
+    u = R.uniform(keys, 0)
     assert ((u > 0) & (u < 1)).all()
     grid = u * 2.0 ** 53 - 0.5  # (k + 1/2) / 2^53
     assert np.array_equal(grid, np.round(grid))
@@ -98,9 +118,9 @@ def test_uniforms_are_open_53_bit_and_uniform():
     assert abs(u.var() - 1 / 12) < tol(math.sqrt(1 / 180 / n))  # var of (u - 1/2)^2 is 1/80 - 1/144
     counts = np.bincount((u * 10).astype(int), minlength=10)
     assert (np.abs(counts - n / 10) < tol(math.sqrt(n * 0.1 * 0.9))).all()
-    other = V.uniform(keys, 1)  # another stream: uncorrelated
+    other = R.uniform(keys, 1)  # another stream: uncorrelated
     assert abs(np.corrcoef(u, other)[0, 1]) < tol(1 / math.sqrt(n))
-    z1, z2 = V.normal_pair(keys, (2, 3))
+    z1, z2 = R.normal_pair(keys, (2, 3))
     for z in (z1, z2):
         assert abs(z.mean()) < tol(1 / math.sqrt(n))
         assert abs(z.std() - 1) < tol(1 / math.sqrt(2 * n))
@@ -112,18 +132,18 @@ def test_numbers_do_not_depend_on_batching_or_order():
     jagged, ids = make_batch(400, mean_count=20, seed=2)
     pt = jagged["c_pt"]
     n = len(pt)
-    whole = V.constituent_keys(V.jet_keys(SEED, "res", ids), pt.counts)
+    whole = R.constituent_keys(R.jet_keys(SEED, "res", ids), pt.counts)
     per_jet_whole = np.split(whole, np.cumsum(pt.counts)[:-1])
     # arbitrary sub-batches, each in a random order
     rng = np.random.default_rng(3)
     order = rng.permutation(n)
     cuts = np.sort(rng.choice(np.arange(1, n), 7, replace=False))
     for part in np.split(order, cuts):
-        keys = V.constituent_keys(V.jet_keys(SEED, "res", take_ids(ids, part)), pt.counts[part])
+        keys = R.constituent_keys(R.jet_keys(SEED, "res", take_ids(ids, part)), pt.counts[part])
         for jet, values in zip(part, np.split(keys, np.cumsum(pt.counts[part])[:-1])):
             assert np.array_equal(values, per_jet_whole[jet])
     # and two separate calls agree
-    assert np.array_equal(whole, V.constituent_keys(V.jet_keys(SEED, "res", ids), pt.counts))
+    assert np.array_equal(whole, R.constituent_keys(R.jet_keys(SEED, "res", ids), pt.counts))
 
 
 @pytest.mark.parametrize("kind, size", [("energy_resolution", 0.2), ("efficiency", 0.3),
@@ -147,7 +167,7 @@ def test_numbers_change_with_seed_name_and_identity():
     counts = np.full(1000, 10)
 
     def u(seed=SEED, name="a", **change):
-        return V.uniform(V.constituent_keys(V.jet_keys(seed, name, {**ids, **change}), counts), 0)
+        return R.uniform(R.constituent_keys(R.jet_keys(seed, name, {**ids, **change}), counts), 0)
 
     base = u()
     for other in (u(seed=SEED + 1), u(name="b"), u(sample=1), u(file=1), u(jet_index=np.ones(1000, int)),
@@ -167,15 +187,15 @@ def test_numbers_change_with_seed_name_and_identity():
 def test_numbers_are_the_same_in_another_process():
     """Python's str hash is salted per process; the variation-name hash must not be. One other process
     with another salt (it prints its hash() of the name to prove that) gives the same numbers."""
-    code = ("import numpy as np; from root2hdf5.transforms.physics import variations as V;"
-            "k = V.constituent_keys(V.jet_keys(7, 'jer_up', {'sample': 1, 'file': 2, 'entry': np.arange(5),"
-            " 'jet_index': 0}), np.full(5, 3)); print(hash('jer_up')); print(V.uniform(k, 0).tolist())")
+    code = ("import numpy as np; from root2hdf5.transforms.physics import randoms as R;"
+            "k = R.constituent_keys(R.jet_keys(7, 'jer_up', {'sample': 1, 'file': 2, 'entry': np.arange(5),"
+            " 'jet_index': 0}), np.full(5, 3)); print(hash('jer_up')); print(R.uniform(k, 0).tolist())")
     salt = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
     env = {**os.environ, "PYTHONHASHSEED": salt, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     their_hash, their_numbers = result.stdout.strip().splitlines()[-2:]
     assert int(their_hash) != hash("jer_up")  # really another salt
-    mine = V.uniform(V.constituent_keys(V.jet_keys(7, "jer_up", {"sample": 1, "file": 2, "entry": np.arange(5),
+    mine = R.uniform(R.constituent_keys(R.jet_keys(7, "jer_up", {"sample": 1, "file": 2, "entry": np.arange(5),
                                                                    "jet_index": 0}), np.full(5, 3)), 0)
     assert their_numbers == str(mine.tolist())
 
@@ -457,20 +477,27 @@ def test_position_from_map(maps):
     assert lists(out["c_phi"]) == lists(jagged["c_phi"])  # width 0
 
 
-def test_to_dict_round_trip(maps):
-    for d in ({"name": "jes_up", "kind": "energy_scale", "size": 0.05},
-              {"name": "jer", "kind": "energy_resolution",
-               "size": {"map": f"{maps['path']}:jer_pt_abseta", "abs_eta": True, "times": 2.0, "pt_scale": 0.5}},
-              {"name": "pos", "kind": "position", "size": {"eta": 0.01, "phi": {"map": f"{maps['path']}:jes_pt"}}}):
-        s = VariationSpec.from_dict(d)
-        assert VariationSpec.from_dict(s.to_dict()) == s
-        assert s.to_dict() == d
+def test_config_form_to_spec_and_back(maps):
+    """Each config form gives the spec it says; the item as written with a variation's output (its JSON)
+    loads back to the same item."""
+    path = maps["path"]
+    jes = from_config({"name": "jes_up", "kind": "energy_scale", "size": 0.05})
+    assert (jes.name, jes.kind, jes.size) == ("jes_up", "energy_scale", 0.05)
+    jer = from_config({"name": "jer", "kind": "energy_resolution",
+                       "size": {"map": f"{path}:jer_pt_abseta", "abs_eta": True, "times": 2.0, "pt_scale": 0.5}})
+    assert (jer.size.path, jer.size.hist, jer.size.abs_eta, jer.size.times, jer.size.pt_scale) == \
+        (path, "jer_pt_abseta", True, 2.0, 0.5)
+    pos = from_config({"name": "pos", "kind": "position", "size": {"eta": 0.01, "phi": {"map": f"{path}:jes_pt"}}})
+    assert pos.size == 0.01 and (pos.size_phi.path, pos.size_phi.hist) == (path, "jes_pt")
+    for d in ({"name": "jes_up", "kind": "energy_scale", "size": 0.05, "recompute_jets": True},
+              {"name": "pos", "kind": "position", "size": {"eta": 0.01, "phi": {"map": f"{path}:jes_pt"}}}):
+        item = build(VariationConfig, d, "variations[0]")
+        assert build(VariationConfig, json.loads(json.dumps(dataclasses.asdict(item))), "variations[0]") == item
 
 
 def test_relative_map_path_uses_base_dir(maps):
     folder, name = os.path.split(maps["path"])
-    s = VariationSpec.from_dict({"name": "a", "kind": "energy_scale", "size": {"map": f"{name}:jes_pt"}},
-                                base_dir=folder)
+    s = from_config({"name": "a", "kind": "energy_scale", "size": {"map": f"{name}:jes_pt"}}, base_dir=folder)
     assert s.size.path == maps["path"]
 
 
@@ -523,10 +550,10 @@ def assert_close(got, expected, atol):
 
 @pytest.mark.parametrize("d, message", [
     ("jes", "variations[0]: expected a mapping"),
-    ({"kind": "energy_scale", "size": 0.1}, "missing required key 'name'"),
-    ({"name": "a", "size": 0.1}, "missing required key 'kind'"),
-    ({"name": "a", "kind": "energy_scale"}, "missing required key 'size'"),
-    ({"name": "a", "kind": "energy_scale", "size": 0.1, "seed": 3}, "unknown key 'seed'"),
+    ({"kind": "energy_scale", "size": 0.1}, "missing required config key 'variations[0].name'"),
+    ({"name": "a", "size": 0.1}, "missing required config key 'variations[0].kind'"),
+    ({"name": "a", "kind": "energy_scale"}, "missing required config key 'variations[0].size'"),
+    ({"name": "a", "kind": "energy_scale", "size": 0.1, "seed": 3}, "unknown config key 'variations[0].seed'"),
     ({"name": "a b", "kind": "energy_scale", "size": 0.1}, "variations[0].name"),
     ({"name": "", "kind": "energy_scale", "size": 0.1}, "variations[0].name"),
     ({"name": "a", "kind": "jes", "size": 0.1}, "variations[0].kind: 'jes' is not one of"),
@@ -536,10 +563,11 @@ def assert_close(got, expected, atol):
     ({"name": "a", "kind": "energy_scale", "size": float("nan")}, "variations[0].size"),
     ({"name": "a", "kind": "energy_resolution", "size": -0.1}, "variations[0].size: energy_resolution size"),
     ({"name": "a", "kind": "efficiency", "size": 1.2}, "drop probability in [0, 1]"),
-    ({"name": "a", "kind": "position", "size": {"eta": 0.1}}, "variations[0].size: missing required key 'phi'"),
+    ({"name": "a", "kind": "position", "size": {"eta": 0.1}}, "missing required config key 'variations[0].size.phi'"),
     ({"name": "a", "kind": "position", "size": {"eta": 0.1, "phi": -1}}, "variations[0].size.phi"),
-    ({"name": "a", "kind": "position", "size": {"eta": 0.1, "phi": 0.1, "r": 1}}, "unknown key 'r'"),
-    ({"name": "a", "kind": "energy_scale", "size": {"file": "x.root"}}, "variations[0].size: unknown key 'file'"),
+    ({"name": "a", "kind": "position", "size": {"eta": 0.1, "phi": 0.1, "r": 1}},
+     "unknown config key 'variations[0].size.r'"),
+    ({"name": "a", "kind": "energy_scale", "size": {"file": "x.root"}}, "unknown config key 'variations[0].size.file'"),
     ({"name": "a", "kind": "energy_scale", "size": {"map": "x.root"}}, "path/to/file.root:histname"),
     ({"name": "a", "kind": "energy_scale", "size": {"map": "x.root:"}}, "path/to/file.root:histname"),
     ({"name": "a", "kind": "energy_scale", "size": {"map": "/no/such/unc.root:h"}},
@@ -547,7 +575,7 @@ def assert_close(got, expected, atol):
 ])
 def test_config_errors(d, message):
     with pytest.raises(ConfigError) as err:
-        VariationSpec.from_dict(d)
+        from_config(d)
     assert message in str(err.value)
 
 
@@ -563,26 +591,26 @@ def test_config_errors(d, message):
 def test_map_errors(maps, size, message):
     size = {k: v.format(path=maps["path"]) if isinstance(v, str) else v for k, v in size.items()}
     with pytest.raises(ConfigError) as err:
-        VariationSpec.from_dict({"name": "a", "kind": "energy_scale", "size": size})
+        from_config({"name": "a", "kind": "energy_scale", "size": size})
     assert message.format(path=maps["path"]) in str(err.value)
 
 
 def test_map_values_checked_against_the_kind(maps, tmp_path):
     with pytest.raises(ConfigError, match="drop probability in \\[0, 1\\]; histogram 'negative'"):
-        VariationSpec.from_dict({"name": "a", "kind": "efficiency", "size": {"map": f"{maps['path']}:negative"}})
+        from_config({"name": "a", "kind": "efficiency", "size": {"map": f"{maps['path']}:negative"}})
     not_root = tmp_path / "notes.root"
     not_root.write_text("not a ROOT file")
     with pytest.raises(ConfigError, match=f"cannot open uncertainty map file {not_root}"):
-        VariationSpec.from_dict({"name": "a", "kind": "efficiency", "size": {"map": f"{not_root}:h"}})
+        from_config({"name": "a", "kind": "efficiency", "size": {"map": f"{not_root}:h"}})
 
 
 def test_variation_list_errors():
     with pytest.raises(ConfigError, match=r"variations\[1\].name: 'a' is already used by variations\[0\]"):
-        V.variations_from_config([{"name": "a", "kind": "efficiency", "size": 0.1},
+        config_variations([{"name": "a", "kind": "efficiency", "size": 0.1},
                                   {"name": "a", "kind": "energy_scale", "size": 0.1}])
     with pytest.raises(ConfigError, match="variations: expected a list"):
-        V.variations_from_config({"name": "a"})
-    assert V.variations_from_config(None) == ()
+        config_variations({"name": "a"})
+    assert config_variations([]).variations == []
 
 
 def test_missing_roles_and_inconsistent_branches():

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 
-import awkward as ak
 import numpy as np
 import pytest
 import uproot
 
-from root2hdf5.pipelines.tools import synthetic
 from root2hdf5.pipelines.config import config_from_dict
+from root2hdf5.pipelines.tools import synthetic
+from root2hdf5.transforms.core.errors import ConfigError
 from tests.conftest import IN_MEMORY, TWO_PROCESSES, events_config, run_config
 from tests.reference import read_output
 from tests.test_pipeline import _digests
-from root2hdf5.transforms.core.errors import ConfigError
 
 SCALE = {"name": "ces_up", "kind": "energy_scale", "size": 0.05, "recompute_jets": True}
 EFFICIENCY = {"name": "eff", "kind": "efficiency", "size": 0.2}

@@ -55,7 +55,8 @@ def build_classpath(kind: str) -> str:
     result = subprocess.run([mvn, "-q", "-B", "-f", pom(kind), "dependency:build-classpath",
                              f"-Dmdep.outputFile={target}.tmp"], capture_output=True, text=True)
     if result.returncode:
-        raise Root2Hdf5Error(f"Maven could not resolve the {kind} job server:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        raise Root2Hdf5Error(f"Maven could not resolve the {kind} job server:\n"
+                             f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
     os.replace(target + ".tmp", target)
     return target
 

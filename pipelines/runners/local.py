@@ -4,7 +4,7 @@ Beam's DirectRunner first tries Prism, a Go runner it downloads from GitHub at r
 the Python FnApiRunner when it cannot. What runs (and how fast, and whether --direct_num_workers and
 --direct_running_mode mean anything) would then depend on network access. For the local case we always
 use the FnApiRunner, configured as the DirectRunner would configure it. FlinkRunner and SparkRunner start
-their job server from Maven artifacts (pipelines/jobservers.py); any other --runner (PortableRunner,
+their job server from Maven artifacts (pipelines/runners/jobservers.py); any other --runner (PortableRunner,
 PrismRunner, DataflowRunner ...) is used as given.
 """
 from __future__ import annotations
@@ -16,7 +16,12 @@ LOCAL = (None, "DirectRunner", "direct", "FnApiRunner")
 
 
 def is_local(options: PipelineOptions) -> bool:
+    """Whether the pipeline runs on this machine (the FnApiRunner), so its workers share our disk."""
     return options.view_as(StandardOptions).runner in LOCAL
+
+
+def runs_locally(beam_args: list[str]) -> bool:
+    return is_local(PipelineOptions(beam_args))
 
 
 def make_pipeline(options: PipelineOptions) -> beam.Pipeline:

@@ -343,5 +343,6 @@ def summary(views: list[SplitView]) -> str:
     for v in views:
         if v.missing:
             out.append(f"MISSING: {v.path} points to {len(v.missing)} shard file(s) that are not there: "
-                       f"{', '.join(v.missing[:5])}{' ...' if len(v.missing) > 5 else ''} (their rows read as fill values)")
+                       f"{', '.join(v.missing[:5])}{' ...' if len(v.missing) > 5 else ''} "
+                       "(their rows read as fill values)")
     return "\n".join(out)

@@ -76,7 +76,7 @@ def numpy_content(layout) -> np.ndarray:
 
 
 @dataclass
-class JetBatch:
+class RowBatch:
     """Jets read from one entry range of one input file.
 
     `branches` holds input quantities by branch name while they are being transformed (awkward arrays
@@ -98,7 +98,7 @@ class JetBatch:
             return len(column)
         return 0
 
-    def split(self, size: int) -> list["JetBatch"]:
+    def split(self, size: int) -> list["RowBatch"]:
         """Consecutive pieces of at most `size` jets (views, not copies); `stats` go with the first."""
         n = len(self)
         if n <= size:
@@ -108,11 +108,11 @@ class JetBatch:
             piece.stats = Counter()
         return pieces
 
-    def take(self, index) -> "JetBatch":
+    def take(self, index) -> "RowBatch":
         """Keep the jets selected by a boolean mask, an index array or a slice, in every column."""
         if not isinstance(index, slice):
             index = np.asarray(index)
-        return JetBatch(
+        return RowBatch(
             self.sample,
             self.file,
             {name: _take(col, index) for name, col in self.branches.items()},
@@ -122,13 +122,13 @@ class JetBatch:
         )
 
 
-def compact_batch(batch: "JetBatch") -> "JetBatch":
+def compact_batch(batch: "RowBatch") -> "RowBatch":
     """The batch with its jagged branches compacted (see Jagged.compact), before it travels."""
     batch.branches = {name: col.compact() if isinstance(col, Jagged) else col for name, col in batch.branches.items()}
     return batch
 
 
-def concat_batches(parts: list["JetBatch"]) -> "JetBatch":
+def concat_batches(parts: list["RowBatch"]) -> "RowBatch":
     """Rows of several batches of one file back to back (sample, file and path of the first), stats summed."""
     first = parts[0]
     if len(parts) == 1:
@@ -146,7 +146,7 @@ def concat_batches(parts: list["JetBatch"]) -> "JetBatch":
         else:
             branches[name] = np.concatenate(columns)
     data = {name: np.concatenate([p.data[name] for p in parts]) for name in first.data}
-    return JetBatch(first.sample, first.file, branches, data, stats, first.path)
+    return RowBatch(first.sample, first.file, branches, data, stats, first.path)
 
 
 def _take(column, index):
@@ -227,18 +227,18 @@ class ColumnsCoder(coders.Coder):
         return True
 
 
-class JetBatchCoder(coders.Coder):
-    """Pickles a JetBatch when a runner must move one between workers (fused stages never do), and
+class RowBatchCoder(coders.Coder):
+    """Pickles a RowBatch when a runner must move one between workers (fused stages never do), and
     estimates its size from the array sizes: Beam samples element sizes for its metrics, and the
     default estimate would pickle megabytes of arrays just to measure them."""
 
-    def encode(self, value: "JetBatch") -> bytes:
+    def encode(self, value: "RowBatch") -> bytes:
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def decode(self, encoded: bytes) -> "JetBatch":
+    def decode(self, encoded: bytes) -> "RowBatch":
         return pickle.loads(encoded)
 
-    def estimate_size(self, value: "JetBatch") -> int:
+    def estimate_size(self, value: "RowBatch") -> int:
         return sum(_nbytes(column) for column in (*value.branches.values(), *value.data.values()))
 
     def is_deterministic(self) -> bool:
@@ -251,7 +251,7 @@ def _nbytes(column) -> int:
     return int(getattr(column, "nbytes", 0))
 
 
-coders.registry.register_coder(JetBatch, JetBatchCoder)
+coders.registry.register_coder(RowBatch, RowBatchCoder)
 
 
 def concat_columns(parts: list[Columns]) -> Columns:

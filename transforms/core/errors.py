@@ -3,7 +3,6 @@
 from contextlib import contextmanager
 
 
-
 class Root2Hdf5Error(Exception):
     """Base class; the command line prints these without a traceback."""
 

@@ -2,15 +2,13 @@
 
 Float addition is not associative, so a sum combined across workers in whatever order they finish would
 differ in the last bits from run to run. Here every value is an integer multiple of 2**-OFFSET_BITS, so
-sums are Python integers: exact, mergeable in any order, converted to float (or Fraction) once at the end.
+sums are Python integers: exact, mergeable in any order, converted to float once at the end.
 
 Vectorized: values are split into (exponent, 3 x 18-bit mantissa chunks); per (group, exponent) the chunk
 sums are np.bincount sums of small integers, exact in float64 for up to 2**35 values, and only the few
 distinct exponents are combined in Python.
 """
 from __future__ import annotations
-
-from fractions import Fraction
 
 import numpy as np
 
@@ -61,10 +59,6 @@ def _block_sums(values, groups, n_groups: int) -> list[int]:
 def exact_sum(values) -> int:
     """Σ values × 2**OFFSET_BITS, exactly, as a Python int."""
     return exact_group_sums(values)[0]
-
-
-def to_fraction(total: int) -> Fraction:
-    return Fraction(total, 1 << OFFSET_BITS)
 
 
 def to_float(total: int) -> float:

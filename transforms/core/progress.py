@@ -2,7 +2,8 @@
 
 Workers leave empty marker files in `<run tmp>/progress/` whose names carry the numbers: a file planned
 (`plan-<sample>-<file>-<entries>-<ranges>`), an entry range read (`read-<sample>-<file>-<start>-<entries>`),
-a shard written (`shard-<output set>-<split index>-<shard>`). The driver lists the folder every few seconds and logs one line.
+a shard written (`shard-<output set>-<split index>-<shard>`). The driver lists the folder every few seconds
+and logs one line.
 Files rather than Beam metrics, because runners report metrics to the driver only at the end; names
 rather than contents, because a retried bundle rewrites the same name, so nothing is counted twice.
 
@@ -84,7 +85,8 @@ def describe(s: Snapshot, files: int, shards: int, elapsed: float) -> str:
              f"({s.entries_read / max(total, 1):.0%}; {s.ranges_read} of {s.ranges_planned}"
              f"{'+' if estimate else ''} ranges, {s.files_planned} of {files} files planned)"]
     if s.entries_read < total:
-        parts.append(f"{rate:,.0f} entries/s" + (f", ETA {duration((total - s.entries_read) / rate)}" if rate > 0 else ""))
+        eta = f", ETA {duration((total - s.entries_read) / rate)}" if rate > 0 else ""
+        parts.append(f"{rate:,.0f} entries/s{eta}")
     else:
         parts.append(f"shuffling and writing: {s.shards_written} of {shards} shards written")
     return ", ".join(parts) + f" [{duration(elapsed)}]"

@@ -34,9 +34,10 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from root2hdf5.transforms.core.errors import OutputError, Root2Hdf5Error, output_errors
+from root2hdf5.transforms.core.records import ShardResult
 from root2hdf5.transforms.output.hdf5_files import DatasetSpec, children, exists, files_in
 from root2hdf5.transforms.stats.moments import norm_dict
-from root2hdf5.transforms.stats.report import ShardResult, build_report
+from root2hdf5.transforms.stats.report import build_report
 
 log = logging.getLogger("root2hdf5")
 SUMMARY = "summary.json"
@@ -114,26 +115,32 @@ class Finalize(beam.DoFn):
     def process(self, results, stats, plan, skipped=(), moments=None):
         begin = time.perf_counter()
         spec = self.spec
-        out, tmp = spec.out_dir, spec.tmp_dir
-        if not exists(tmp):
-            with FileSystems.open(FileSystems.join(out, SUMMARY)) as handle:  # committed by an earlier attempt
+        if not exists(spec.tmp_dir):
+            with FileSystems.open(FileSystems.join(spec.out_dir, SUMMARY)) as handle:  # committed by an earlier attempt
                 yield json.loads(handle.read())
             return
-        staging = FileSystems.join(tmp, "commit")
-        staged_shards = FileSystems.join(staging, SHARDS_DIR)
-        if not exists(staged_shards):
-            FileSystems.mkdirs(staged_shards)
-
         results = self._with_empty_shards(list(results))
         report = build_report(stats, results, spec.files, spec.sample_names, spec.split_names, spec.selection, plan,
                               skipped, spec.record, spec.friends)
+        names, published = self._stage(results, report, moments)
+        self._move_previous_away(spec.out_dir, spec.tmp_dir)
+        self._publish(names, published)
+        self._clean_up()
+        log.info("finalized %d shards in %.1f s", len(results), time.perf_counter() - begin)
+        yield report
+
+    def _stage(self, results: list[ShardResult], report: dict, moments) -> tuple[list[str], list[str]]:
+        """Step 1: the shards under their final names, the split files, norm.yaml and summary.json, all in the
+        staging directory. Returns the shards' and the other files' names relative to the output directory."""
+        spec, fmt = self.spec, self.spec.format
+        staging = FileSystems.join(spec.tmp_dir, "commit")
+        staged_shards = FileSystems.join(staging, SHARDS_DIR)
+        if not exists(staged_shards):
+            FileSystems.mkdirs(staged_shards)
         norm = norm_dict(moments or {}, spec.features, spec.collections) if spec.stats else None
         if norm is not None:  # named as the datasets are on disk (record: event writes `jets` as `events`)
-            norm = {spec.format.public_name(name): values for name, values in norm.items()}
-        if norm is not None:
+            norm = {fmt.public_name(name): values for name, values in norm.items()}
             report["stats"] = {"file": NORM, "over": "train", "standardized": spec.standardized}
-
-        fmt = spec.format
         names = [published_shard(r.split, r.shard, spec.shards[r.split], fmt) for r in results]
         for result, name in zip(results, names):
             _rename(result.path, FileSystems.join(staged_shards, name.replace("/", "--")))
@@ -152,20 +159,26 @@ class Finalize(beam.DoFn):
             published.append(NORM)
         _write_text(FileSystems.join(staging, SUMMARY), json.dumps(report, indent=1))
         published.append(SUMMARY)
+        return names, published
 
-        self._move_previous_away(out, tmp)
+    def _publish(self, names: list[str], published: list[str]) -> None:
+        """Step 3: staged files into the output directory, shards first, summary.json last."""
+        out, staging = self.spec.out_dir, FileSystems.join(self.spec.tmp_dir, "commit")
         for folder in sorted({name.rsplit("/", 1)[0] for name in names}):
             if not exists(FileSystems.join(out, folder)):
                 FileSystems.mkdirs(FileSystems.join(out, folder))
         for name in names:
-            _rename(FileSystems.join(staged_shards, name.replace("/", "--")), FileSystems.join(out, *name.split("/")))
+            _rename(FileSystems.join(staging, SHARDS_DIR, name.replace("/", "--")),
+                    FileSystems.join(out, *name.split("/")))
         for name in published:  # summary.json last
             _rename(FileSystems.join(staging, name), FileSystems.join(out, name))
+
+    def _clean_up(self) -> None:
+        """Step 4: the temporary directory (and, with --overwrite, those of interrupted runs)."""
+        out, tmp = self.spec.out_dir, self.spec.tmp_dir
         stale = [p for p in children(out) if p.rstrip("/").rsplit("/", 1)[-1].startswith(TMP_PREFIX)
-                 and p.rstrip("/") != tmp.rstrip("/")] if spec.overwrite else []
+                 and p.rstrip("/") != tmp.rstrip("/")] if self.spec.overwrite else []
         FileSystems.delete([tmp, *stale])
-        log.info("finalized %d shards in %.1f s", len(results), time.perf_counter() - begin)
-        yield report
 
     def _with_empty_shards(self, results: list[ShardResult]) -> list[ShardResult]:
         """A shard no jet hashed to is still written, empty, so that every split has all its shards."""

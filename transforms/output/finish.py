@@ -7,16 +7,14 @@ all shards as side inputs. Without any of these the pass does not exist.
 """
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 
 from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.core.records import ShardResult
 from root2hdf5.transforms.stats.moments import Moments, standardize
-from root2hdf5.transforms.stats.report import ShardResult
 from root2hdf5.transforms.stats.reweight import Histograms, ReweightSpec, allocate, draw, factors
 
 

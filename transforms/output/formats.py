@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -27,10 +26,17 @@ from apache_beam.io.filesystems import FileSystems
 
 from root2hdf5.transforms.core.batch import Columns
 from root2hdf5.transforms.core.errors import ConfigError
-from root2hdf5.transforms.output.hdf5_files import (DatasetSpec, Storage, is_local, read_jets_file, write_jets_file,
-                                   write_split_file, write_via_local)
-
-SOURCE_FIELDS = ("sample", "file", "entry", "jet_index")
+from root2hdf5.transforms.core.names import DATASETS, SOURCE_COLUMNS
+from root2hdf5.transforms.output.columns import ColumnSpec
+from root2hdf5.transforms.output.hdf5_files import (
+    DatasetSpec,
+    Storage,
+    is_local,
+    read_jets_file,
+    write_jets_file,
+    write_split_file,
+    write_via_local,
+)
 
 
 def _fill(dtype: np.dtype):
@@ -41,35 +47,6 @@ def _fill(dtype: np.dtype):
     for name in dtype.names:
         value[name] = _fill(dtype[name])
     return value[0]
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """The plain columns a job produces: dataset specs, feature names, jet collection names, scores.
-
-    names: column -> dataset name on disk where they differ (record: event writes `jets` as `events`);
-    rows: what a row is ('jets' or 'events'), for the `num_<rows>` file attribute.
-    """
-
-    datasets: tuple[DatasetSpec, ...]
-    features: dict = field(default_factory=dict)
-    collections: tuple[str, ...] = ()
-    scores: str | None = None
-    names: dict = field(default_factory=dict)
-    rows: str = "jets"
-
-    def get(self, name: str) -> DatasetSpec | None:
-        return next((d for d in self.datasets if d.name == name), None)
-
-    def public_name(self, name: str) -> str:
-        return self.names.get(name, name)
-
-    def renamed(self, columns: Columns, back: bool = False) -> Columns:
-        """Columns keyed by their names on disk (or, with back=True, from those back to the pipeline's)."""
-        if not self.names:
-            return columns
-        names = {v: k for k, v in self.names.items()} if back else self.names
-        return {names.get(name, name): values for name, values in columns.items()}
 
 
 class Hdf5Format:
@@ -103,7 +80,7 @@ class Hdf5Format:
         fields += [(name, "jets_int", "i8", i) for i, name in enumerate(self._integer_names())]
         fields += [("flavour_label", "labels", "i4", None), ("weight", "weights", "f4", None),
                    ("eventNumber", "event_number", "i8", None)]
-        fields += [(name, "source", "i8", i) for i, name in enumerate(SOURCE_FIELDS)]
+        fields += [(name, "source", "i8", i) for i, name in enumerate(SOURCE_COLUMNS)]
         if c.scores:
             spec = c.get(c.scores)
             width = spec.shape[0] if spec and spec.shape else None
@@ -122,8 +99,7 @@ class Hdf5Format:
 
     def _passed_through(self) -> list[DatasetSpec]:
         """Datasets the FTAG layout writes as they are (images): not part of the jets/tracks convention."""
-        known = {"constituents", "mask", "jets", "jet_collections", "jets_int", "labels", "weights", "event_number",
-                 "source", self.columns.scores}
+        known = {*DATASETS, self.columns.scores}
         return [d for d in self.columns.datasets if d.name not in known]
 
     def _constituent_fields(self) -> list[str]:
@@ -238,7 +214,7 @@ class ParquetFormat:
         names += [("constituents", name) for name in c.features.get("constituents", [])]
         names += [("mask", "mask")] if self.padded and "constituents" in c.features else []
         names += [("labels", "label"), ("weights", "weight"), ("event_number", "event_number")]
-        names += [("source", name) for name in SOURCE_FIELDS]
+        names += [("source", name) for name in SOURCE_COLUMNS]
         return names + ([(c.scores, c.scores)] if c.scores else [])
 
     def _table(self, columns: Columns) -> pa.Table:
@@ -255,7 +231,8 @@ class ParquetFormat:
             n, m = mask.shape
             if self.padded:
                 for i, name in enumerate(c.features["constituents"]):
-                    table[name] = pa.FixedSizeListArray.from_arrays(pa.array(columns["constituents"][..., i].ravel()), m)
+                    values = pa.array(columns["constituents"][..., i].ravel())
+                    table[name] = pa.FixedSizeListArray.from_arrays(values, m)
                 table["mask"] = pa.FixedSizeListArray.from_arrays(pa.array(mask.ravel()), m)
             else:
                 offsets = pa.array(np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int32))
@@ -264,7 +241,7 @@ class ParquetFormat:
         table["label"] = pa.array(columns["labels"])
         table["weight"] = pa.array(columns["weights"])
         table["event_number"] = pa.array(columns["event_number"])
-        for i, name in enumerate(SOURCE_FIELDS):
+        for i, name in enumerate(SOURCE_COLUMNS):
             table[name] = pa.array(columns["source"][:, i])
         if c.scores and c.scores in columns:
             scores = columns[c.scores]
@@ -302,7 +279,7 @@ class ParquetFormat:
         out["labels"] = table["label"].to_numpy().astype(np.int32)
         out["weights"] = table["weight"].to_numpy().astype(np.float32)
         out["event_number"] = table["event_number"].to_numpy()
-        out["source"] = np.stack([table[name].to_numpy() for name in SOURCE_FIELDS], axis=1)
+        out["source"] = np.stack([table[name].to_numpy() for name in SOURCE_COLUMNS], axis=1)
         if c.scores and c.scores in table.column_names:
             column = table[c.scores].combine_chunks()
             out[c.scores] = (column.flatten().to_numpy().reshape(-1, column.type.list_size)

@@ -82,12 +82,14 @@ def children(directory: str) -> list[str]:
     """Files and subdirectories directly in `directory` (object stores have no directories: there, the
     first path components below it)."""
     if is_local(directory):
-        return sorted(os.path.join(directory, name) for name in os.listdir(directory)) if os.path.isdir(directory) else []
+        if not os.path.isdir(directory):
+            return []
+        return sorted(os.path.join(directory, name) for name in os.listdir(directory))
     if not exists(directory):
         return []
     base = directory.rstrip("/") + "/"
-    names = {m.path[len(base):].split("/", 1)[0]
-             for m in FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list if m.path.startswith(base)}
+    matches = FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list
+    names = {m.path[len(base):].split("/", 1)[0] for m in matches if m.path.startswith(base)}
     return sorted(FileSystems.join(directory, name) for name in names if name)
 
 

@@ -1,12 +1,12 @@
 """The global shuffle: jets -> (split, shard) groups with GroupByKey, and the in-shard order.
 
-Each JetBatch is cut into one piece per (split, shard) it has jets for. Only pieces travel through
+Each RowBatch is cut into one piece per (split, shard) it has jets for. Only pieces travel through
 `GroupByKey`, in one of two modes:
 
 * `spill` (default): the piece is written to a temporary file under the output's temporary directory and
-  only its path goes through the shuffle. Measured on the DirectRunner this is ~3.5x faster and needs ~10x
-  less memory than pushing the arrays through the runner (shared/notes/SHUFFLE.md). It needs the output
-  location to be reachable from every worker, which it must be anyway for the sink.
+  only its path goes through the shuffle: on the DirectRunner several times faster and far leaner than
+  pushing the arrays through the runner (BENCHMARKS.md, "Global shuffle"). It needs the output location to
+  be reachable from every worker, which it must be anyway for the sink.
 * `engine`: the piece's arrays go through the runner's own shuffle (compact raw-buffer coder), for
   clusters whose workers share no filesystem.
 
@@ -26,11 +26,16 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
+from root2hdf5.transforms.core.batch import (
+    Columns,
+    RowBatch,
+    concat_columns,
+    decode_blocks,
+    decode_columns,
+    encode_columns,
+    write_columns,
+)
 from root2hdf5.transforms.core.errors import output_errors
-from root2hdf5.transforms.core.batch import (Columns, JetBatch, concat_columns, decode_blocks, decode_columns, encode_columns,
-                             write_columns)
-
-ROUTING = ("_split", "_shard", "_order")
 
 
 @dataclass
@@ -69,7 +74,7 @@ coders.registry.register_coder(Piece, PieceCoder)
 
 
 class CutIntoPieces(beam.DoFn):
-    """JetBatch -> ((split, shard), Piece) for every shard the batches of a bundle have jets for.
+    """RowBatch -> ((split, shard), Piece) for every shard the batches of a bundle have jets for.
 
     Pieces are buffered per bundle (up to `buffer_bytes`) and concatenated, so a shard receives a few
     large pieces rather than one per batch: fewer files, fewer shuffle elements.
@@ -90,7 +95,7 @@ class CutIntoPieces(beam.DoFn):
         self._buffer: dict[tuple[int, int], list[Columns]] = {}
         self._buffered = 0
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         data = batch.data
         if len(batch) == 0:
             return
@@ -136,7 +141,7 @@ def gather_shard(pieces) -> Columns:
 
 
 class ShuffleIntoShards(beam.PTransform):
-    """JetBatch elements with routing columns -> ((split, shard), iterable of Piece).
+    """RowBatch elements with routing columns -> ((split, shard), iterable of Piece).
 
     Args:
         datasets: the output datasets the pieces carry.

@@ -1,5 +1,6 @@
-"""The HDF5 sink: shuffled shards written to temporary names, an optional second pass over them, and the
-finalize step that publishes everything at once (transforms.output.finalize).
+"""The sink: shuffled shards (HDF5 or Parquet, see transforms.output.formats) written to temporary names, an
+optional second pass over them, and the finalize step that publishes everything at once
+(transforms.output.finalize).
 
     batches -> GroupByKey by shard (transforms.output.shuffle) -> WriteShard: limits, sample weight factors,
                per-shard statistics -> [model scores, reweighting, resampling, standardization: FinishShard]
@@ -19,16 +20,16 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from root2hdf5.transforms.core import faults
-from root2hdf5.transforms.core import progress
-from root2hdf5.transforms.stats.composition import Composition, WritePlan, apply_quotas, make_plan
+from root2hdf5.transforms.core import faults, progress
+from root2hdf5.transforms.core.records import ShardResult
 from root2hdf5.transforms.output.finalize import SHARDS_DIR, Finalize, SinkSpec, shard_name
-from root2hdf5.transforms.output.finish import FinishShard, FinishSpec, make_plan as make_finish_plan
+from root2hdf5.transforms.output.finish import FinishShard, FinishSpec
+from root2hdf5.transforms.output.finish import make_plan as make_finish_plan
+from root2hdf5.transforms.output.shuffle import ShuffleIntoShards, gather_shard
+from root2hdf5.transforms.stats.composition import Composition, WritePlan, apply_quotas, make_plan
 from root2hdf5.transforms.stats.model_scores import ModelScores, ModelSpec
 from root2hdf5.transforms.stats.moments import MomentsCombineFn, shard_moments
-from root2hdf5.transforms.stats.report import ShardResult
 from root2hdf5.transforms.stats.reweight import shard_histograms
-from root2hdf5.transforms.output.shuffle import ShuffleIntoShards, gather_shard
 
 log = logging.getLogger("root2hdf5")
 
@@ -111,8 +112,8 @@ def _count_rows(before, keep, unreadable, written) -> list[tuple[int, int, int, 
     return [(*key, out.get(key, 0), limited.get(key, 0), unread.get(key, 0)) for key in sorted(_group_counts(*before))]
 
 
-class WriteShuffledHdf5(beam.PTransform):
-    """JetBatch elements (with routing columns) -> the finalized output directory; yields the report.
+class WriteShuffledShards(beam.PTransform):
+    """RowBatch elements (with routing columns) -> the finalized output directory; yields the report.
 
     Args:
         spec: the SinkSpec.

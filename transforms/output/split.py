@@ -16,9 +16,9 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.core.batch import RowBatch
 from root2hdf5.transforms.core.hashing import hash_columns, to_unit_interval
-from root2hdf5.transforms.stats.report import RangeStats
+from root2hdf5.transforms.core.records import RangeStats
 
 _SPLIT_SALT = 0x5EED5B1D
 _SHUFFLE_SALT = 0x5A11FE
@@ -36,7 +36,7 @@ def modulo_split_index(event_number: np.ndarray, modulo: int, residue_splits: li
     return np.asarray(residue_splits, np.int8)[np.mod(event_number, modulo)]
 
 
-def event_ids(batch: JetBatch, by_event_number: bool) -> np.ndarray:
+def event_ids(batch: RowBatch, by_event_number: bool) -> np.ndarray:
     if by_event_number:
         return batch.data["event_number"]
     source = batch.data["source"]
@@ -47,11 +47,11 @@ def shuffle_keys(seed: int, source: np.ndarray) -> np.ndarray:
     return hash_columns(seed ^ _SHUFFLE_SALT, source[:, 0], source[:, 1], source[:, 2], source[:, 3])
 
 
-@beam.typehints.with_output_types(JetBatch)
+@beam.typehints.with_output_types(RowBatch)
 class AssignSplits(beam.DoFn):
-    """Adds routing columns `_split`, `_shard`, `_order` to each JetBatch, and emits its accounting.
+    """Adds routing columns `_split`, `_shard`, `_order` to each RowBatch, and emits its accounting.
 
-    Main output: the JetBatch. Output 'stats': a RangeStats with the batch's counts (per split added) and
+    Main output: the RowBatch. Output 'stats': a RangeStats with the batch's counts (per split added) and
     its jets per (label, split, shard) cell, from which limits are planned.
 
     Args:
@@ -79,13 +79,13 @@ class AssignSplits(beam.DoFn):
         self.residue_splits = list(residue_splits or [])
         self.rows = rows
 
-    def _count(self, batch: JetBatch):
+    def _count(self, batch: RowBatch):
         name = self.sample_names[batch.sample] if batch.sample < len(self.sample_names) else str(batch.sample)
         for key in (self.rows, "not_leading", "cut", *self.splits):
             counter = f"{key}_read" if key == self.rows else key if key in ("not_leading", "cut") else f"to_{key}"
             Metrics.counter("root2hdf5", f"{name}/{counter}").inc(batch.stats[key])
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         if self.modulo:
             split = modulo_split_index(batch.data["event_number"], self.modulo, self.residue_splits)
         else:

@@ -24,29 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.physics import library
-from root2hdf5.transforms.core.checks import check_block, check_name, named_list, one_of
-from root2hdf5.transforms.core.errors import ConfigError, InputError
 
-KINDS = ("pixels", "dense")
-FRAMES = ("raw", "relative", "angular")
-CHANNELS = ("pt", "e", "count")
-DTYPES = ("float32", "float16")
 PADDING = -1  # pixel index of padded / masked slots
-_KEYS = ("name", "kind", "bins", "range", "frame", "channels", "normalize", "dtype")
-_DENSE_ONLY = ("channels", "normalize", "dtype")
-
-
-# ---------------------------------------------------------------------------------------- the config
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One image of the `images:` config block.
+    """One image of the `images:` config block (validated by pipelines.config.images).
 
     name:      output dataset name.
     kind:      'pixels' (int32 (N, max, 2) pixel indices) or 'dense' ((N, nη, nφ, C) images).
@@ -66,59 +52,6 @@ class ImageSpec:
     channels: tuple[str, ...] = ("pt",)
     normalize: bool = False
     dtype: str = "float32"
-
-    @classmethod
-    def from_dict(cls, d, where: str = "images[0]") -> "ImageSpec":
-        """Validate one config entry; errors name the key, e.g. 'images[1].bins: ...'."""
-        check_block(d, where, _KEYS, ("name", "kind", "bins", "range"), "name, kind, bins, range (and frame ...)")
-        name, kind = d["name"], d["kind"]
-        check_name(name, f"{where}.name", "the output dataset")
-        one_of(f"{where}.kind", kind, KINDS)
-        if kind == "pixels":
-            given = [k for k in _DENSE_ONLY if k in d]
-            if given:
-                raise ConfigError(f"{where}.{given[0]}: only for kind: dense (a pixels image stores pixel indices, "
-                                  "not values)")
-
-        bins = d["bins"]
-        if (not isinstance(bins, (list, tuple)) or len(bins) != 2
-                or not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b >= 1 for b in bins)):
-            raise ConfigError(f"{where}.bins: expected two positive integers [n_eta, n_phi], got {bins!r}")
-
-        ranges = d["range"]
-        if (not isinstance(ranges, (list, tuple)) or len(ranges) != 2
-                or not all(isinstance(r, (list, tuple)) and len(r) == 2 and all(_number(v) for v in r)
-                           for r in ranges)):
-            raise ConfigError(f"{where}.range: expected [[eta_lo, eta_hi], [phi_lo, phi_hi]] (numbers), got {ranges!r}")
-        for axis, (lo, hi) in zip(("eta", "phi"), ranges):
-            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-                raise ConfigError(f"{where}.range: the {axis} range must be finite with lo < hi, got [{lo}, {hi}]")
-
-        frame = d.get("frame", "raw")
-        if frame not in FRAMES:
-            raise ConfigError(f"{where}.frame: expected one of {', '.join(FRAMES)}, got {frame!r}")
-
-        channels = d.get("channels", ["pt"])
-        if isinstance(channels, str):  # `channels: pt` for a single channel
-            channels = [channels]
-        if not isinstance(channels, (list, tuple)) or not channels:
-            raise ConfigError(f"{where}.channels: expected a non-empty list of {', '.join(CHANNELS)}, got {channels!r}")
-        for c in channels:
-            if c not in CHANNELS:
-                raise ConfigError(f"{where}.channels: {c!r} is not one of {', '.join(CHANNELS)}")
-        if len(set(channels)) != len(channels):
-            raise ConfigError(f"{where}.channels: {list(channels)!r} lists a channel twice")
-
-        normalize = d.get("normalize", False)
-        if not isinstance(normalize, bool):
-            raise ConfigError(f"{where}.normalize: expected true or false, got {normalize!r}")
-        dtype = d.get("dtype", "float32")
-        if dtype not in DTYPES:
-            raise ConfigError(f"{where}.dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
-
-        return cls(name, kind, (int(bins[0]), int(bins[1])),
-                   tuple((float(lo), float(hi)) for lo, hi in ranges),  # type: ignore[arg-type]
-                   frame, tuple(channels), normalize, dtype)
 
     @property
     def output_dtype(self) -> str:
@@ -146,11 +79,6 @@ class ImageSpec:
         else:
             out["padding"] = PADDING
         return out
-
-
-def specs_from_config(items, where: str = "images") -> tuple[ImageSpec, ...]:
-    """The whole `images:` list; names must be unique."""
-    return named_list(items, where, ImageSpec.from_dict, "images")
 
 
 # ------------------------------------------------------------------------------------------- binning
@@ -334,27 +262,36 @@ def dense_images(eta, phi, mask, channels: Mapping[str, np.ndarray | None], bins
 # ------------------------------------------------------------------------------------ from the inputs
 
 
+def _raw(inputs):
+    return inputs.role("eta"), inputs.role("phi")
+
+
+def _relative(inputs):
+    # the physics library's own features (float32), so pixels agree with a stored deta/dphi
+    features, prefix = library.relative(inputs), library._prefix(inputs, "eta")
+    return features[f"{prefix}deta"], features[f"{prefix}dphi"]
+
+
+def _angular(inputs):
+    features, prefix = library.angular(inputs), library._prefix(inputs, "eta")
+    return features[f"{prefix}eta_rot"], features[f"{prefix}phi_rot"]
+
+
+FRAMES = {"raw": _raw, "relative": _relative, "angular": _angular}  # frame -> (eta, phi) of the constituents
+CHANNELS = {"pt": lambda inputs: inputs.role("pt"), "e": lambda inputs: library._energy(inputs),
+            "count": lambda inputs: None}  # channel -> per-constituent values (None: count them)
+
+
 def coordinates(spec: ImageSpec, inputs) -> tuple[np.ndarray, np.ndarray]:
     """(eta, phi), (n, max) float64, in the spec's frame, from a transforms.physics.preprocess.Inputs."""
-    if spec.frame == "raw":
-        eta, phi = inputs.role("eta"), inputs.role("phi")
-    elif spec.frame == "relative":
-        # the physics library's own features (float32), so pixels agree with a stored deta/dphi
-        features, prefix = library.relative(inputs), library._prefix(inputs, "eta")
-        eta, phi = features[f"{prefix}deta"], features[f"{prefix}dphi"]
-    elif spec.frame == "angular":
-        features, prefix = library.angular(inputs), library._prefix(inputs, "eta")
-        eta, phi = features[f"{prefix}eta_rot"], features[f"{prefix}phi_rot"]
-    else:
-        raise ConfigError(f"images: {spec.name!r} has frame {spec.frame!r}, expected one of {', '.join(FRAMES)}")
+    eta, phi = FRAMES[spec.frame](inputs)
     return np.asarray(eta, np.float64), np.asarray(phi, np.float64)
 
 
 def channel_values(spec: ImageSpec, inputs) -> dict[str, np.ndarray | None]:
     """The dense channels' per-constituent values: pt, E (the E branch, else massless pT cosh η), None for
     a count."""
-    values = {"pt": lambda: inputs.role("pt"), "e": lambda: library._energy(inputs), "count": lambda: None}
-    return {name: values[name]() for name in spec.channels}
+    return {name: CHANNELS[name](inputs) for name in spec.channels}
 
 
 def compute(spec: ImageSpec, inputs) -> tuple[np.ndarray, int]:

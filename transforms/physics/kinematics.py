@@ -18,7 +18,6 @@ ROLE_SUFFIXES = {
 }
 
 # Quantities with units of energy, scaled by `preprocess.unit_scale` unless the config lists others.
-ENERGY_ROLES = ("pt", "e", "m", "px", "py", "pz")
 ENERGY_SUFFIXES = {"pt", "e", "energy", "m", "mass", "px", "py", "pz", "et"}
 
 

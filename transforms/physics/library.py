@@ -15,8 +15,10 @@ from root2hdf5.transforms.physics import kinematics
 
 
 def wrap_phi(dphi):
-    """Angles into (-π, π]."""
-    return np.pi - np.mod(np.pi - dphi, 2 * np.pi)
+    """Angles into (-π, π]. np.mod can round a tiny negative angle up to exactly 2π, which would give -π:
+    that one goes to +π."""
+    wrapped = np.pi - np.mod(np.pi - dphi, 2 * np.pi)
+    return np.where(wrapped <= -np.pi, np.pi, wrapped)
 
 
 def _prefix(inputs, role: str = "pt") -> str:

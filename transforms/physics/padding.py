@@ -10,8 +10,7 @@ import apache_beam as beam
 import awkward as ak
 import numpy as np
 
-from root2hdf5.transforms.core.batch import Jagged, JetBatch
-
+from root2hdf5.transforms.core.batch import Jagged, RowBatch
 
 _POSITION_BITS = 10  # constituents per jet < 1024 for the one-sort path
 _JET_BITS = 22  # jets per batch < 4M
@@ -33,8 +32,8 @@ def _sorted_positions(key: np.ndarray, jet: np.ndarray, within: np.ndarray, offs
     n_jets = len(offsets) - 1
     if key.dtype == np.float32 and n_jets < 1 << _JET_BITS and (len(within) == 0 or within.max() < 1 << _POSITION_BITS):
         # one in-place sort of (jet | key | position) packed in 64 bits: ~3x faster than a segmented argsort
-        packed = (jet.astype(np.uint64) << np.uint64(64 - _JET_BITS)) | (_descending_bits(key) << np.uint64(_POSITION_BITS)) \
-            | within.astype(np.uint64)
+        packed = (jet.astype(np.uint64) << np.uint64(64 - _JET_BITS)) \
+            | (_descending_bits(key) << np.uint64(_POSITION_BITS)) | within.astype(np.uint64)
         packed.sort()
         return (packed & np.uint64((1 << _POSITION_BITS) - 1)).astype(np.int64)
     lists = ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), ak.contents.NumpyArray(key)))
@@ -77,9 +76,9 @@ def pad_constituents(jagged: dict[str, Jagged], sort_by: str, max_len: int, pt: 
     return padded, mask
 
 
-@beam.typehints.with_output_types(JetBatch)
+@beam.typehints.with_output_types(RowBatch)
 class PadConstituents(beam.DoFn):
-    """JetBatch with jagged constituent branches -> the same branches as (n, max) arrays, plus `mask`.
+    """RowBatch with jagged constituent branches -> the same branches as (n, max) arrays, plus `mask`.
 
     Args:
         names: the constituent branches.
@@ -96,7 +95,7 @@ class PadConstituents(beam.DoFn):
         self.pt = pt
         self.min_pt = min_pt
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         if self.names:
             padded, mask = pad_constituents({n: batch.branches[n] for n in self.names}, self.sort_by,
                                             self.max_len, self.pt, self.min_pt)

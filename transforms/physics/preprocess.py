@@ -20,10 +20,9 @@ from typing import Callable
 import apache_beam as beam
 import numpy as np
 
-from root2hdf5.transforms.physics import kinematics
-from root2hdf5.transforms.physics import library
-from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.core.batch import RowBatch
 from root2hdf5.transforms.core.errors import ConfigError, InputError
+from root2hdf5.transforms.physics import kinematics, library
 from root2hdf5.transforms.physics.images import compute as compute_image
 
 
@@ -264,15 +263,15 @@ class PreprocessSpec:
         return names
 
 
-@beam.typehints.with_output_types(JetBatch)
+@beam.typehints.with_output_types(RowBatch)
 class Preprocess(beam.DoFn):
-    """JetBatch with padded branches -> `data['constituents']`, `data['jets']` (and `jet_collections`);
+    """RowBatch with padded branches -> `data['constituents']`, `data['jets']` (and `jet_collections`);
     the input branches are dropped."""
 
     def __init__(self, spec: PreprocessSpec):
         self.spec = spec
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         try:
             mask = batch.data.get("mask")
             prepared = self.spec.prepare(batch.branches, mask)

@@ -11,10 +11,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from root2hdf5.transforms.core.batch import Jagged, JetBatch
+from root2hdf5.transforms.core.batch import Jagged, RowBatch
 from root2hdf5.transforms.core.errors import InputError
-
-POLICIES = ("fail", "drop", "replace")
 
 
 def _bad_jets(column) -> np.ndarray | None:
@@ -39,9 +37,9 @@ def _replaced(column, value: float):
     return np.where(np.isfinite(values), values, values.dtype.type(value)), int((~np.isfinite(values)).sum())
 
 
-@beam.typehints.with_output_types(JetBatch)
+@beam.typehints.with_output_types(RowBatch)
 class CheckFinite(beam.DoFn):
-    """JetBatch -> JetBatch with the non-finite policy applied.
+    """RowBatch -> RowBatch with the non-finite policy applied.
 
     Args:
         policy: 'fail', 'drop' or 'replace'.
@@ -53,7 +51,7 @@ class CheckFinite(beam.DoFn):
         self.value = value
         self.dropped = Metrics.counter("root2hdf5", "jets_nonfinite")
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         drop = np.zeros(len(batch), bool)
         for name, column in list(batch.branches.items()):
             bad = _bad_jets(column)
@@ -76,14 +74,14 @@ class CheckFinite(beam.DoFn):
         yield batch
 
 
-@beam.typehints.with_output_types(JetBatch)
+@beam.typehints.with_output_types(RowBatch)
 class SplitBatches(beam.DoFn):
-    """JetBatch -> pieces of at most `batch_jets` jets. Ranges are read and checked whole (cheapest for
+    """RowBatch -> pieces of at most `batch_jets` jets. Ranges are read and checked whole (cheapest for
     the file), then processed in smaller batches, whose temporary arrays the allocator can reuse instead
     of mapping fresh memory each time (page faults dominated padding otherwise)."""
 
     def __init__(self, batch_jets: int = 16384):
         self.batch_jets = batch_jets
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         yield from batch.split(self.batch_jets)

@@ -15,7 +15,7 @@ import awkward as ak
 import numpy as np
 
 from root2hdf5.transforms.core import faults
-from root2hdf5.transforms.core.batch import Jagged, JetBatch, list_offsets, numpy_content
+from root2hdf5.transforms.core.batch import Jagged, RowBatch, list_offsets, numpy_content
 from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.core.exact import exact_sum
 from root2hdf5.transforms.read.ranges import EventsChunk
@@ -57,7 +57,7 @@ def _levels(arrays: ak.Array) -> dict[str, int]:
 
 
 def flatten_events(chunk: EventsChunk, leading: int, leading_by: str | None,
-                   event_number: str | None, sum_weights: str | None = None) -> JetBatch:
+                   event_number: str | None, sum_weights: str | None = None) -> RowBatch:
     arrays = chunk.arrays
     spec = chunk.range.file
     levels = _levels(arrays)
@@ -101,7 +101,7 @@ def flatten_events(chunk: EventsChunk, leading: int, leading_by: str | None,
             starts = inner[name][jet]
             branches[name] = Jagged(content[name], starts, inner[name][jet + 1] - starts)
 
-    batch = JetBatch(spec.sample, spec.file, branches, path=spec.path)
+    batch = RowBatch(spec.sample, spec.file, branches, path=spec.path)
     _set_identity(batch, chunk.range.start + event_of, local, branches.get(event_number) if event_number else None)
     batch.stats.update(events=n_events, jets=int(counts.sum()), not_leading=int(counts.sum() - kept.sum()))
     if sum_weights:
@@ -109,7 +109,7 @@ def flatten_events(chunk: EventsChunk, leading: int, leading_by: str | None,
     return batch
 
 
-def flatten_jets(chunk: EventsChunk, event_number: str | None) -> JetBatch:
+def flatten_jets(chunk: EventsChunk, event_number: str | None) -> RowBatch:
     arrays = chunk.arrays
     spec = chunk.range.file
     branches, counts = {}, {}
@@ -123,14 +123,14 @@ def flatten_jets(chunk: EventsChunk, event_number: str | None) -> JetBatch:
     _check_same_counts(counts, "constituents", chunk)
     n = len(arrays)
     entry = chunk.range.start + np.arange(n, dtype=np.int64)
-    batch = JetBatch(spec.sample, spec.file, branches, path=spec.path)
+    batch = RowBatch(spec.sample, spec.file, branches, path=spec.path)
     _set_identity(batch, entry, np.zeros(n, np.int64), branches.get(event_number) if event_number else None)
     batch.stats.update(jets=n, not_leading=0)
     return batch
 
 
 def flatten_event_rows(chunk: EventsChunk, event_number: str | None, sum_weights: str | None = None,
-                       same_length: tuple[str, ...] = ()) -> JetBatch:
+                       same_length: tuple[str, ...] = ()) -> RowBatch:
     """`record: event`: one row per entry. Branches with one value per entry become numpy columns, lists
     (Jet_pt ...) Jagged views on uproot's flat content; `same_length` branches (one collection kept padded)
     must have lists of equal length in every entry."""
@@ -145,7 +145,7 @@ def flatten_event_rows(chunk: EventsChunk, event_number: str | None, sum_weights
             branches[name] = Jagged(numpy_content(values), offsets[:-1], np.diff(offsets))
     _check_same_counts({n: branches[n].counts for n in same_length if n in branches}, "values", chunk)
     n = len(arrays)
-    batch = JetBatch(spec.sample, spec.file, branches, path=spec.path)
+    batch = RowBatch(spec.sample, spec.file, branches, path=spec.path)
     _set_identity(batch, chunk.range.start + np.arange(n, dtype=np.int64), np.zeros(n, np.int64),
                   branches.get(event_number) if event_number else None)
     batch.stats.update(events=n)
@@ -154,7 +154,7 @@ def flatten_event_rows(chunk: EventsChunk, event_number: str | None, sum_weights
     return batch
 
 
-def _set_identity(batch: JetBatch, entry: np.ndarray, jet_index: np.ndarray, event_number):
+def _set_identity(batch: RowBatch, entry: np.ndarray, jet_index: np.ndarray, event_number):
     n = len(entry)
     batch.data["event_number"] = (np.full(n, -1, np.int64) if event_number is None
                                   else np.asarray(event_number).astype(np.int64))
@@ -162,9 +162,9 @@ def _set_identity(batch: JetBatch, entry: np.ndarray, jet_index: np.ndarray, eve
         np.full(n, batch.sample, np.int64), np.full(n, batch.file, np.int64), entry, jet_index])
 
 
-@beam.typehints.with_output_types(JetBatch)
+@beam.typehints.with_output_types(RowBatch)
 class FlattenJets(beam.DoFn):
-    """EventsChunk -> JetBatch with one row per kept jet.
+    """EventsChunk -> RowBatch with one row per kept jet.
 
     Args:
         layout: 'events' (one entry per event) or 'jets' (one entry per jet).
@@ -191,9 +191,9 @@ class FlattenJets(beam.DoFn):
             yield flatten_jets(chunk, self.event_number)
 
 
-@beam.typehints.with_output_types(JetBatch)
+@beam.typehints.with_output_types(RowBatch)
 class FlattenEvents(beam.DoFn):
-    """EventsChunk -> JetBatch with one row per event (`record: event`); see flatten_event_rows.
+    """EventsChunk -> RowBatch with one row per event (`record: event`); see flatten_event_rows.
 
     Args:
         event_number: branch with the event number, or None (identity by entry).

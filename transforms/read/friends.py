@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 
-from root2hdf5.transforms.core.batch import Jagged, JetBatch, compact_batch, concat_batches
+from root2hdf5.transforms.core.batch import Jagged, RowBatch, compact_batch, concat_batches
 from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.core.hashing import hash_columns
 from root2hdf5.transforms.read.finite import CheckFinite
 from root2hdf5.transforms.read.flatten import FlattenEvents
-from root2hdf5.transforms.core.hashing import hash_columns
 from root2hdf5.transforms.read.ranges import ReadRootRanges
 
 _GROUP_SALT = 0xF41E4D
@@ -56,7 +56,7 @@ class FriendSpec:
     sample_names: tuple[str, ...] = ()
 
 
-def key_matrix(batch: JetBatch, names: tuple[str, ...], what: str) -> np.ndarray:
+def key_matrix(batch: RowBatch, names: tuple[str, ...], what: str) -> np.ndarray:
     """int64 (n, 1 + keys): the sample, then each key. Integer keys of any width compare by value; float
     keys must hold integers (event numbers stored as doubles)."""
     columns = [batch.data["source"][:, 0]]
@@ -77,7 +77,7 @@ def group_of(keys: np.ndarray, groups: int) -> np.ndarray:
     return (hash_columns(_GROUP_SALT, *keys.T) % np.uint64(groups)).astype(np.int64)
 
 
-def split_by_group(batch: JetBatch, keys: np.ndarray, groups: int) -> list[tuple[int, JetBatch]]:
+def split_by_group(batch: RowBatch, keys: np.ndarray, groups: int) -> list[tuple[int, RowBatch]]:
     """(group, compacted sub-batch) for each group the rows fall in; `stats` go with the first piece (an
     empty batch goes whole to group 0, so that its counts still reach the report)."""
     if len(batch) == 0:
@@ -131,24 +131,24 @@ def take_or_fill(column: np.ndarray, index: np.ndarray, fill: float) -> np.ndarr
     return values
 
 
-def _first_entry(batch: JetBatch) -> int:
+def _first_entry(batch: RowBatch) -> int:
     return int(batch.data["source"][0, 2]) if len(batch) else -1
 
 
 class KeyByGroup(beam.DoFn):
-    """JetBatch -> (group, sub-batch) pairs, by a hash of (sample, key branches)."""
+    """RowBatch -> (group, sub-batch) pairs, by a hash of (sample, key branches)."""
 
     def __init__(self, keys: tuple[str, ...], groups: int, what: str):
         self.keys = tuple(keys)
         self.groups = groups
         self.what = what
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         yield from split_by_group(batch, key_matrix(batch, self.keys, self.what), self.groups)
 
 
 class JoinGroup(beam.DoFn):
-    """(group, {'main': [event batches], 'friend': [friend batches]}) -> one joined JetBatch per main file."""
+    """(group, {'main': [event batches], 'friend': [friend batches]}) -> one joined RowBatch per main file."""
 
     def __init__(self, spec: FriendSpec):
         self.spec = spec
@@ -158,7 +158,7 @@ class JoinGroup(beam.DoFn):
         spec = self.spec
         order = lambda b: (b.sample, b.file, _first_entry(b))  # arrival order must not matter
         friends = sorted(sides["friend"], key=order)
-        by_file: dict[tuple[int, int], list[JetBatch]] = {}
+        by_file: dict[tuple[int, int], list[RowBatch]] = {}
         for batch in sorted(sides["main"], key=order):
             by_file.setdefault((batch.sample, batch.file), []).append(batch)
         table = concat_batches(friends) if friends else None
@@ -170,7 +170,7 @@ class JoinGroup(beam.DoFn):
         for parts in by_file.values():
             yield self._join(concat_batches(parts), table, friend_keys)
 
-    def _join(self, batch: JetBatch, table: JetBatch | None, friend_keys: np.ndarray) -> JetBatch:
+    def _join(self, batch: RowBatch, table: RowBatch | None, friend_keys: np.ndarray) -> RowBatch:
         spec = self.spec
         index = match_rows(key_matrix(batch, spec.keys, "event"), friend_keys)
         missing = int((index < 0).sum())
@@ -187,7 +187,7 @@ class JoinGroup(beam.DoFn):
             batch.branches[name] = take_or_fill(column, index, spec.fill_value)
         return batch
 
-    def _duplicate_message(self, table: JetBatch, keys: np.ndarray, rows: np.ndarray) -> str:
+    def _duplicate_message(self, table: RowBatch, keys: np.ndarray, rows: np.ndarray) -> str:
         spec = self.spec
         a, b = (table.data["source"][r] for r in rows[:2])
         sample = int(a[0])
@@ -230,10 +230,10 @@ class JoinFriend(beam.PTransform):
 
     def expand(self, events):
         spec = self.spec
-        keyed = typing.Tuple[int, JetBatch]
+        keyed = typing.Tuple[int, RowBatch]
         main = events | "KeyEvents" >> beam.ParDo(KeyByGroup(spec.keys, spec.groups, "event")).with_output_types(keyed)
         friend = self.friend_rows | "KeyFriendRows" >> beam.ParDo(
             KeyByGroup(spec.friend_keys, spec.groups, f"friend {spec.name!r}")).with_output_types(keyed)
         return ({"main": main, "friend": friend}
                 | "CoGroupByKey" >> beam.CoGroupByKey()
-                | "Match" >> beam.ParDo(JoinGroup(spec)).with_output_types(JetBatch))
+                | "Match" >> beam.ParDo(JoinGroup(spec)).with_output_types(RowBatch))

@@ -14,15 +14,21 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import awkward as ak
-from apache_beam.metrics import Metrics
-
 from apache_beam import pvalue
+from apache_beam.metrics import Metrics
 
 from root2hdf5.transforms.core import progress
 from root2hdf5.transforms.core.errors import InputError, Root2Hdf5Error
-from root2hdf5.transforms.stats.report import SkippedFile
+from root2hdf5.transforms.core.records import SkippedFile
 from root2hdf5.transforms.read.sources import InputFile
-from root2hdf5.transforms.read.trees import BranchPlan, check_branches, cluster_starts, open_tree, plan_ranges, read_arrays
+from root2hdf5.transforms.read.trees import (
+    BranchPlan,
+    check_branches,
+    cluster_starts,
+    open_tree,
+    plan_ranges,
+    read_arrays,
+)
 
 log = logging.getLogger("root2hdf5")
 
@@ -48,7 +54,7 @@ class EventsChunk:
 
 class EventsChunkCoder(beam.coders.Coder):
     """Pickles an EventsChunk; estimates its size from the arrays without pickling them (see
-    transforms.core.batch.JetBatchCoder)."""
+    transforms.core.batch.RowBatchCoder)."""
 
     def encode(self, value: EventsChunk) -> bytes:
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -189,7 +195,8 @@ class ReadRootRanges(beam.PTransform):
         chunks = (
             ranges.ranges
             | "SpreadRanges" >> beam.Reshuffle()
-            | "ReadRanges" >> beam.ParDo(ReadRange(self.plan, self.skip, self.progress_dir)).with_outputs("skipped", main="chunks")
+            | "ReadRanges" >> beam.ParDo(ReadRange(self.plan, self.skip, self.progress_dir))
+            .with_outputs("skipped", main="chunks")
         )
         skipped = (ranges.skipped, chunks.skipped) | "Skipped" >> beam.Flatten()
         return chunks.chunks, skipped

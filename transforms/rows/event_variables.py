@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 
-from root2hdf5.transforms.core.batch import Jagged, JetBatch
+from root2hdf5.transforms.core.batch import Jagged, RowBatch
 from root2hdf5.transforms.core.errors import ConfigError, InputError
 from root2hdf5.transforms.rows.event_expressions import EventExpression, element_at
 
@@ -87,9 +87,9 @@ def compute(variable: Variable, branches: dict, scale: float, expression: EventE
     return values * factor if factor != 1 else values
 
 
-@beam.typehints.with_output_types(JetBatch)
+@beam.typehints.with_output_types(RowBatch)
 class EventVariables(beam.DoFn):
-    """JetBatch of events -> the same with one float64 branch per variable, named like the variable.
+    """RowBatch of events -> the same with one float64 branch per variable, named like the variable.
 
     Args:
         variables: the Variables, in output order.
@@ -105,7 +105,7 @@ class EventVariables(beam.DoFn):
         self._expressions = {v.name: EventExpression(v.expression, f"events.variables {v.name!r}")
                              for v in self.variables if v.expression is not None}
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         # computed first, stored after: a variable named like a branch must not change what the others read
         values = {v.name: compute(v, batch.branches, self.scale, self._expressions.get(v.name), batch.path)
                   for v in self.variables}

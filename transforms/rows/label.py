@@ -14,7 +14,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.core.batch import RowBatch
 from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.rows.select import expression_class, selection_mask
 
@@ -27,9 +27,9 @@ class Labeling:
     categories: tuple[tuple[int, str, str], ...] = ()
 
 
-@beam.typehints.with_output_types(JetBatch)
-class LabelJets(beam.DoFn):
-    """Adds `data['labels']` (int32) and `data['weights']` (float32) to a JetBatch.
+@beam.typehints.with_output_types(RowBatch)
+class LabelRows(beam.DoFn):
+    """Adds `data['labels']` (int32) and `data['weights']` (float32) to a RowBatch.
 
     Args:
         samples: the Labeling of each sample, indexed like the config's samples.
@@ -49,7 +49,7 @@ class LabelJets(beam.DoFn):
         self._expressions = [[make(sel, f"category {name!r}") for _, name, sel in s.categories]
                              for s in self.samples]
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         labeling = self.samples[batch.sample]
         if labeling.categories:
             batch = self._categorize(batch, labeling, self._expressions[batch.sample])
@@ -66,7 +66,7 @@ class LabelJets(beam.DoFn):
             batch.data["weights"] = np.ones(len(batch), np.float32)
         yield batch
 
-    def _categorize(self, batch: JetBatch, labeling: Labeling, expressions) -> JetBatch:
+    def _categorize(self, batch: RowBatch, labeling: Labeling, expressions) -> RowBatch:
         matches = np.stack([selection_mask(e, batch, batch.path) for e in expressions])
         count = matches.sum(axis=0)
         if np.any(count > 1):

@@ -7,12 +7,12 @@ import awkward as ak
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from root2hdf5.transforms.core.batch import JetBatch
+from root2hdf5.transforms.core.batch import RowBatch
 from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.rows.expressions import Expression
 
 
-def selection_mask(expression: Expression, batch: JetBatch, where: str) -> np.ndarray:
+def selection_mask(expression: Expression, batch: RowBatch, where: str) -> np.ndarray:
     """One boolean per jet; the expression sees per-jet values (event branches repeated per jet)."""
     n = len(batch)
     result = expression.evaluate(batch.branches)
@@ -37,9 +37,9 @@ def expression_class(record: str):
     return Expression
 
 
-@beam.typehints.with_output_types(JetBatch)
-class SelectJets(beam.DoFn):
-    """JetBatch -> JetBatch with only the selected rows; the cut ones are counted in `stats['cut']`.
+@beam.typehints.with_output_types(RowBatch)
+class SelectRows(beam.DoFn):
+    """RowBatch -> RowBatch with only the selected rows; the cut ones are counted in `stats['cut']`.
 
     Args:
         selection: `input.selection`, for every sample, or None.
@@ -61,7 +61,7 @@ class SelectJets(beam.DoFn):
         self.per_sample = [make(text, f"samples[{i}].selection") if text else None
                            for i, text in enumerate(self.sample_selections)]
 
-    def process(self, batch: JetBatch):
+    def process(self, batch: RowBatch):
         own = self.per_sample[batch.sample] if batch.sample < len(self.per_sample) else None
         if self.expression is not None or own is not None:
             mask = np.ones(len(batch), bool)

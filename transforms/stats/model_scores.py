@@ -9,7 +9,7 @@ key. The model sees the features as written (before any standardization). onnxru
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
@@ -22,7 +22,7 @@ from root2hdf5.transforms.core.errors import ConfigError
 @dataclass(frozen=True)
 class ModelSpec:
     path: str
-    inputs: tuple[tuple[str, str], ...] = ()  # (ONNX input name, dataset)
+    inputs: tuple[tuple[str, str], ...] = ()  # (ONNX input name, dataset as the pipeline names it)
     output: str = "scores"
     as_weight: bool = False
     threads: int = 1
@@ -59,23 +59,34 @@ def _handler_class():
     return ShardModelHandler
 
 
-def input_names(spec: ModelSpec) -> dict[str, str]:
-    """ONNX input name -> dataset, the default being the model's only input fed with `jets`."""
-    if spec.inputs:
-        return dict(spec.inputs)
+@dataclass(frozen=True)
+class ModelFile:
+    """What the plan needs to know of a model file, read once on the driver: its input names, the per-row
+    shape of its first output (() for one score per row, (K,) for K) and its SHA-256."""
+
+    inputs: tuple[str, ...]
+    output_shape: tuple[int, ...]
+    sha256: str
+
+
+def describe(path: str) -> ModelFile:
     import onnxruntime as ort
 
-    with FileSystems.open(spec.path) as handle:
-        session = ort.InferenceSession(handle.read(), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    if len(names) != 1:
-        raise ConfigError(f"model {spec.path} has inputs {names}; map each to a dataset under model.inputs")
-    return {names[0]: "jets"}
-
-
-def fingerprint(path: str) -> str:
     with FileSystems.open(path) as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
+        content = handle.read()
+    session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+    shape = session.get_outputs()[0].shape
+    width = () if len(shape) < 2 or shape[1] in (1, None) or isinstance(shape[1], str) else (int(shape[1]),)
+    return ModelFile(tuple(i.name for i in session.get_inputs()), width, hashlib.sha256(content).hexdigest())
+
+
+def input_datasets(configured: dict[str, str], model: ModelFile, path: str) -> tuple[tuple[str, str], ...]:
+    """(ONNX input name, dataset) pairs: as configured, or the model's only input fed with `jets`."""
+    if configured:
+        return tuple(configured.items())
+    if len(model.inputs) != 1:
+        raise ConfigError(f"model {path} has inputs {list(model.inputs)}; map each to a dataset under model.inputs")
+    return ((model.inputs[0], "jets"),)
 
 
 class ModelScores(beam.PTransform):
@@ -93,7 +104,7 @@ class ModelScores(beam.PTransform):
 
     def expand(self, results):
         spec, read = self.spec, self.read
-        names = input_names(spec)
+        names = dict(spec.inputs)
 
         def model_inputs(result):
             columns = read(result, sorted(set(names.values())))

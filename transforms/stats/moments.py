@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 
-FEATURE_DATASETS = ("constituents", "jets", "jet_collections")
+from root2hdf5.transforms.core.names import FEATURE_DATASETS
 
 
 @dataclass
@@ -90,7 +90,8 @@ class MomentsCombineFn(beam.CombineFn):
         return total
 
 
-def norm_dict(moments: dict[str, Moments], features: dict[str, list[str]], collections: list[str] | None = None) -> dict:
+def norm_dict(moments: dict[str, Moments], features: dict[str, list[str]],
+              collections: list[str] | None = None) -> dict:
     """{dataset: {feature: {mean, std, min, max, count}}}, the layout of UPP's norm_dict.yaml."""
     out = {}
     for name, m in moments.items():

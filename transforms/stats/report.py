@@ -16,45 +16,38 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from root2hdf5.transforms.core.errors import InputError, Root2Hdf5Error
+from root2hdf5.transforms.core.records import ShardResult
 
 COUNTS = ("events", "jets", "not_leading", "nonfinite", "cut", "uncategorized")
 EVENT_COUNTS = ("events", "nonfinite", "cut", "unmatched", "uncategorized")
 
 
 @dataclass
-class RangeStats:
-    """What happened to the jets of one entry range: counts (events, jets, not_leading, cut,
-    uncategorized, sum_weights, and jets per split), and the jets per (label, split index, shard)."""
+class _Tally:
+    """The run's counts gathered per (sample, file): what was read, and per split what was written,
+    dropped by limits and dropped because the file was skipped; per (sample, split) the jets per label."""
 
-    sample: int
-    file: int
-    counts: dict
-    cells: dict = field(default_factory=dict)
+    read: dict = field(default_factory=lambda: defaultdict(Counter))
+    skipped: dict = field(default_factory=dict)
+    written: dict = field(default_factory=lambda: defaultdict(Counter))
+    limited: dict = field(default_factory=lambda: defaultdict(Counter))
+    dropped: dict = field(default_factory=lambda: defaultdict(Counter))
+    by_label: dict = field(default_factory=lambda: defaultdict(Counter))
 
-
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file left out with `input.on_error: skip`, and why."""
-
-    sample: int
-    file: int
-    path: str
-    reason: str
-
-
-@dataclass
-class ShardResult:
-    """One written shard: its temporary file, and per (sample, file, label) the jets written to it, the
-    jets dropped by limits, and the jets dropped because their file was skipped."""
-
-    split: str
-    shard: int
-    path: str
-    num_jets: int
-    rows: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
-    histograms: object = None  # transforms.stats.reweight.Histograms, for reweighting and resampling
-    moments: dict | None = None  # transforms.stats.moments.Moments per dataset (training shards)
-    resampled_from: int | None = None  # jets the shard held before resampling
+    @classmethod
+    def of(cls, stats, shards: list[ShardResult], skipped) -> "_Tally":
+        tally = cls()
+        for rs in stats:
+            tally.read[(rs.sample, rs.file)].update({k: v for k, v in rs.counts.items() if k != "sum_weights"})
+        for record in skipped:
+            tally.skipped.setdefault((record.sample, record.file), record)
+        for shard in shards:
+            for sample, file, label, n_written, n_limited, n_dropped in shard.rows:
+                tally.written[(sample, file)][shard.split] += n_written
+                tally.limited[(sample, file)][shard.split] += n_limited
+                tally.dropped[(sample, file)][shard.split] += n_dropped
+                tally.by_label[(sample, shard.split)][label] += n_written
+        return tally
 
 
 def build_report(stats, shards: list[ShardResult], files, sample_names: list[str], split_names: list[str],
@@ -67,98 +60,18 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
     """
     counted = EVENT_COUNTS if record == "event" else COUNTS
     rows = "events" if record == "event" else "jets"  # the count every row read is part of
-    removed = [k for k in counted if k not in ("events", "jets")]
-    extras = ("replaced", "no_constituents", "unmatched_filled", "variation_dropped")
-    read: dict[tuple[int, int], Counter] = defaultdict(Counter)
-    for rs in stats:
-        read[(rs.sample, rs.file)].update({k: v for k, v in rs.counts.items() if k != "sum_weights"})
-    skipped_files = {}
-    for record in skipped:
-        skipped_files.setdefault((record.sample, record.file), record)
-    written = defaultdict(Counter)  # (sample, file) -> split -> jets
-    limited = defaultdict(Counter)
-    dropped = defaultdict(Counter)  # jets of skipped files read before the failure, not written
-    by_label = defaultdict(Counter)  # (sample, split) -> label -> jets
-    for shard in shards:
-        for sample, file, label, n_written, n_limited, n_dropped in shard.rows:
-            written[(sample, file)][shard.split] += n_written
-            limited[(sample, file)][shard.split] += n_limited
-            dropped[(sample, file)][shard.split] += n_dropped
-            by_label[(sample, shard.split)][label] += n_written
-
+    tally = _Tally.of(stats, shards, skipped)
     report_files = []
     samples = {name: Counter() for name in sample_names}
     for spec in files:
-        key, name = (spec.sample, spec.file), sample_names[spec.sample]
-        if key not in read and key not in skipped_files:
-            raise Root2Hdf5Error(f"accounting: no jets were accounted for file {spec.path}; it was not read")
-        counts = read[key]
-        sent = {s: counts[s] for s in split_names}
-        lost = counts[rows] - sum(counts[k] for k in removed) - sum(sent.values())
-        if lost:
-            raise Root2Hdf5Error(f"accounting: {spec.path} read {counts[rows]} {rows} but {lost} are neither "
-                                 f"written nor counted as {', '.join(k.replace('_', ' ') for k in removed)}")
-        for split in split_names:
-            if sent[split] != written[key][split] + limited[key][split] + dropped[key][split]:
-                raise Root2Hdf5Error(
-                    f"accounting: {spec.path} sent {sent[split]} {rows} to {split} but {written[key][split]} were "
-                    f"written and {limited[key][split]} dropped by limits; the shuffle lost or duplicated {rows}")
-        entry = {"sample": name, "file": spec.file, "path": spec.path, **{k: counts[k] for k in counted},
-                 "limited": sum(limited[key].values()), "written": {s: written[key][s] for s in split_names}}
-        for extra in extras:
-            if counts[extra]:
-                entry[extra] = counts[extra]
-        outside = _images_outside(counts)
-        if outside:
-            entry["images_outside"] = outside
-        if friends:
-            entry["friends"] = _per_friend(counts, friends)
-        if key in skipped_files:
-            entry.update(skipped=skipped_files[key].reason, dropped=sum(dropped[key].values()))
+        name = sample_names[spec.sample]
+        entry, sample_counts = _file_entry(spec, name, tally, counted, rows, split_names, friends)
         report_files.append(entry)
-        samples[name].update({k: counts[k] for k in counted}, files=1, limited=entry["limited"],
-                             selected=sum(sent.values()), skipped_files=int(key in skipped_files),
-                             **{f"written_{s}": written[key][s] for s in split_names},
-                             **{k: v for k, v in counts.items() if k.startswith(("unmatched", "image_outside/"))
-                                and k not in counted})
-
-    report_samples = {}
-    for index, name in enumerate(sample_names):
-        c = samples[name]
-        if c["files"] == c["skipped_files"]:
-            raise InputError(f"sample {name!r}: all its {c['files']} file(s) were skipped as unreadable; see the "
-                             "warnings above")
-        if c["selected"] == 0:
-            raise InputError(f"sample {name!r}: no {rows} passed" +
-                             (f" the selection {selection!r}" if selection else f" (the input has no {rows})") +
-                             "; check the selection's units and the branches")
-        entry = {"files": c["files"], **{k: c[k] for k in counted}, "limited": c["limited"],
-                 "written": {s: c[f"written_{s}"] for s in split_names},
-                 "labels": {s: {str(l): n for l, n in sorted(by_label[(index, s)].items())} for s in split_names}}
-        if c["unmatched_filled"]:
-            entry["unmatched_filled"] = c["unmatched_filled"]
-        if _images_outside(c):
-            entry["images_outside"] = _images_outside(c)
-        if friends:
-            entry["friends"] = _per_friend(c, friends)
-        if c["skipped_files"]:
-            entry["skipped_files"] = c["skipped_files"]
-        if plan is not None and plan.sum_of_weights:
-            entry["sum_of_weights"] = plan.sum_of_weights[index]
-            entry["weight_factor"] = plan.factors[index]
-        report_samples[name] = entry
-
-    split_totals = {}
-    for split in split_names:
-        labels = Counter()
-        for index in range(len(sample_names)):
-            labels.update(by_label[(index, split)])
-        split_totals[split] = {rows: sum(s.num_jets for s in shards if s.split == split),
-                               "shards": sum(1 for s in shards if s.split == split),
-                               "labels": {str(l): n for l, n in sorted(labels.items())}}
-        resampled = [s for s in shards if s.split == split and s.resampled_from is not None]
-        if resampled:  # the labels above count the jets before the draw
-            split_totals[split]["resampled_from"] = sum(s.resampled_from for s in resampled)
+        samples[name].update(sample_counts)
+    report_samples = {name: _sample_entry(index, name, samples[name], tally, counted, rows, split_names, selection,
+                                          plan, friends)
+                      for index, name in enumerate(sample_names)}
+    split_totals = {split: _split_entry(split, shards, tally, len(sample_names), rows) for split in split_names}
     totals = Counter()
     for entry in report_samples.values():
         totals.update({k: entry[k] for k in (*counted, "limited")})
@@ -168,9 +81,91 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
     report = {"samples": report_samples, "splits": split_totals, "total": dict(totals), "files": report_files}
     if record == "event":
         report["record"] = "event"
-    if skipped_files:
-        report["skipped"] = [{"path": r.path, "reason": r.reason} for _, r in sorted(skipped_files.items())]
+    if tally.skipped:
+        report["skipped"] = [{"path": r.path, "reason": r.reason} for _, r in sorted(tally.skipped.items())]
     return report
+
+
+def _file_entry(spec, sample: str, tally: _Tally, counted, rows: str, split_names: list[str],
+                friends) -> tuple[dict, dict]:
+    """One file's report entry, after checking that every row it read is accounted for; and what it adds
+    to its sample's counts."""
+    key = (spec.sample, spec.file)
+    if key not in tally.read and key not in tally.skipped:
+        raise Root2Hdf5Error(f"accounting: no jets were accounted for file {spec.path}; it was not read")
+    counts, written, limited, dropped = tally.read[key], tally.written[key], tally.limited[key], tally.dropped[key]
+    removed = [k for k in counted if k not in ("events", "jets")]
+    sent = {s: counts[s] for s in split_names}
+    lost = counts[rows] - sum(counts[k] for k in removed) - sum(sent.values())
+    if lost:
+        raise Root2Hdf5Error(f"accounting: {spec.path} read {counts[rows]} {rows} but {lost} are neither "
+                             f"written nor counted as {', '.join(k.replace('_', ' ') for k in removed)}")
+    for split in split_names:
+        if sent[split] != written[split] + limited[split] + dropped[split]:
+            raise Root2Hdf5Error(
+                f"accounting: {spec.path} sent {sent[split]} {rows} to {split} but {written[split]} were "
+                f"written and {limited[split]} dropped by limits; the shuffle lost or duplicated {rows}")
+    entry = {"sample": sample, "file": spec.file, "path": spec.path, **{k: counts[k] for k in counted},
+             "limited": sum(limited.values()), "written": {s: written[s] for s in split_names}}
+    for extra in _EXTRAS:
+        if counts[extra]:
+            entry[extra] = counts[extra]
+    outside = _images_outside(counts)
+    if outside:
+        entry["images_outside"] = outside
+    if friends:
+        entry["friends"] = _per_friend(counts, friends)
+    if key in tally.skipped:
+        entry.update(skipped=tally.skipped[key].reason, dropped=sum(dropped.values()))
+    to_sample = Counter({k: counts[k] for k in counted}, files=1, limited=entry["limited"],
+                        selected=sum(sent.values()), skipped_files=int(key in tally.skipped),
+                        **{f"written_{s}": written[s] for s in split_names},
+                        **{k: v for k, v in counts.items() if k.startswith(("unmatched", "image_outside/"))
+                           and k not in counted})
+    return entry, to_sample
+
+
+_EXTRAS = ("replaced", "no_constituents", "unmatched_filled", "variation_dropped")
+
+
+def _sample_entry(index: int, name: str, c: Counter, tally: _Tally, counted, rows: str, split_names: list[str],
+                  selection: str | None, plan, friends) -> dict:
+    if c["files"] == c["skipped_files"]:
+        raise InputError(f"sample {name!r}: all its {c['files']} file(s) were skipped as unreadable; see the "
+                         "warnings above")
+    if c["selected"] == 0:
+        raise InputError(f"sample {name!r}: no {rows} passed" +
+                         (f" the selection {selection!r}" if selection else f" (the input has no {rows})") +
+                         "; check the selection's units and the branches")
+    entry = {"files": c["files"], **{k: c[k] for k in counted}, "limited": c["limited"],
+             "written": {s: c[f"written_{s}"] for s in split_names},
+             "labels": {s: {str(label): n for label, n in sorted(tally.by_label[(index, s)].items())}
+                        for s in split_names}}
+    if c["unmatched_filled"]:
+        entry["unmatched_filled"] = c["unmatched_filled"]
+    if _images_outside(c):
+        entry["images_outside"] = _images_outside(c)
+    if friends:
+        entry["friends"] = _per_friend(c, friends)
+    if c["skipped_files"]:
+        entry["skipped_files"] = c["skipped_files"]
+    if plan is not None and plan.sum_of_weights:
+        entry["sum_of_weights"] = plan.sum_of_weights[index]
+        entry["weight_factor"] = plan.factors[index]
+    return entry
+
+
+def _split_entry(split: str, shards: list[ShardResult], tally: _Tally, n_samples: int, rows: str) -> dict:
+    labels = Counter()
+    for index in range(n_samples):
+        labels.update(tally.by_label[(index, split)])
+    entry = {rows: sum(s.num_jets for s in shards if s.split == split),
+             "shards": sum(1 for s in shards if s.split == split),
+             "labels": {str(label): n for label, n in sorted(labels.items())}}
+    resampled = [s for s in shards if s.split == split and s.resampled_from is not None]
+    if resampled:  # the labels above count the jets before the draw
+        entry["resampled_from"] = sum(s.resampled_from for s in resampled)
+    return entry
 
 
 def _images_outside(counts) -> dict[str, int]:
@@ -200,7 +195,8 @@ def format_report(report: dict) -> str:
                  *(report["splits"][k].get("resampled_from", report["splits"][k][rows_key]) for k in splits)])
     cell = lambda v: f"{v:,}" if isinstance(v, int) else str(v)
     widths = [max(len(cell(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    fmt = lambda row: "  ".join(cell(v).rjust(w) if i else cell(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
+    fmt = lambda row: "  ".join(cell(v).rjust(w) if i else cell(v).ljust(w)
+                                for i, (v, w) in enumerate(zip(row, widths)))
     lines = [fmt(header), *(fmt(r) for r in rows)]
     for skipped in report.get("skipped", []):
         lines.append(f"skipped {skipped['path']}: {skipped['reason']}")

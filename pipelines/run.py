@@ -1,0 +1,115 @@
+"""Running a conversion: what happens on the driver around the Beam pipeline.
+
+    expand the inputs -> make the plan -> check the first file of every sample (common mistakes fail in a
+    second, with a clear message) -> prepare the output directories -> run the pipeline (progress lines on
+    local runs) -> the report; after a failure, the temporary directories are removed.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from root2hdf5.pipelines.config import Config
+from root2hdf5.pipelines.graph import build
+from root2hdf5.pipelines.output_dir import prepare_output
+from root2hdf5.pipelines.plan import Plan, make_plan
+from root2hdf5.pipelines.runners.local import make_pipeline, runs_locally
+from root2hdf5.transforms.core import progress
+from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.output.finalize import SUMMARY
+from root2hdf5.transforms.output.hdf5_files import is_local
+from root2hdf5.transforms.read.sources import expand_files
+from root2hdf5.transforms.read.trees import check_branches, open_tree
+
+log = logging.getLogger("root2hdf5")
+
+
+def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False,
+        progress_every: float = 10.0) -> dict:
+    """Run the conversion; returns the report (also written to <output.dir>/summary.json).
+
+    On a local run, a progress line is logged every `progress_every` seconds (0: never)."""
+    started = time.perf_counter()
+    files = expand_files(cfg.samples)
+    log.info("%d input files in %d samples", len(files), len(cfg.samples))
+    plan = make_plan(cfg, files)
+    check_inputs(plan)
+    beam_args = beam_args or []
+    out = prepare_output(cfg.output.dir, overwrite)
+    outputs = [out]
+    try:
+        watch = progress_every > 0 and is_local(out.tmp) and runs_locally(beam_args)
+        progress_dir = os.path.join(out.tmp, progress.FOLDER) if watch else None
+        sink = plan.sink(out.path, out.tmp, overwrite, progress_dir=progress_dir)
+        variations = []
+        for variation in plan.variations:
+            outputs.append(prepare_output(variation_dir(cfg.output.dir, variation.spec.name), overwrite))
+            variations.append((variation, plan.sink(outputs[-1].path, outputs[-1].tmp, overwrite, variation,
+                                                    progress_dir)))
+        log.info("constituent features: %s", plan.features.get("constituents", []))
+        log.info("jet features: %s", plan.features["jets"])
+        shards = len(outputs) * sum(n for _, n in plan.shards)
+        with progress.Watcher(progress_dir, len(files), shards, progress_every) if watch else contextlib.nullcontext():
+            with make_pipeline(PipelineOptions(beam_args)) as pipeline:
+                build(pipeline, plan, sink, variations)
+    except BaseException:
+        for o in outputs:
+            o.cleanup_after_failure()
+        raise
+    report = _read_report(out.path)
+    if variations:
+        report["variations"] = {v.spec.name: {"dir": s.out_dir, **_read_report(s.out_dir)} for v, s in variations}
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    if watch:
+        total = report["total"]
+        log.info("progress: done: read %s entries of %d files, wrote %s %s in %s shards [%s]",
+                 f"{total['events']:,}", len(files), f"{total['written']:,}", plan.split.rows, shards,
+                 progress.duration(report["seconds"]))
+    return report
+
+
+def variation_dir(out_dir: str, name: str) -> str:
+    """Each variation is a complete output set of its own, beside the nominal one."""
+    return FileSystems.join(out_dir.rstrip("/") or "/", "variations", name)
+
+
+def check_inputs(plan: Plan) -> None:
+    """Open the first file of every sample on the driver and check its tree and branches (with
+    `input.on_error: skip`, problems are left to the workers, which skip the file). Friend files are never
+    skipped: a missing partner file would silently turn into unmatched events."""
+    for first in _first_files(plan.files):
+        try:
+            _check_file(first, plan.branches)
+        except InputError as err:
+            if not plan.skip_errors:
+                raise
+            log.warning("%s (the file will be skipped)", err)
+    for friend in plan.friends:
+        for first in _first_files(friend.files):
+            _check_file(first, friend.branches)
+
+
+def _first_files(files):
+    seen = {}
+    for f in files:
+        seen.setdefault(f.sample, f)
+    return list(seen.values())
+
+
+def _check_file(spec, branches) -> None:
+    tree = open_tree(spec.path, spec.tree)
+    try:
+        check_branches(tree, branches, spec.path)
+    finally:
+        tree.file.close()
+
+
+def _read_report(out_dir: str) -> dict:
+    with FileSystems.open(FileSystems.join(out_dir, SUMMARY)) as handle:
+        return json.loads(handle.read())
