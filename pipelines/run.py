@@ -24,6 +24,7 @@ from root2hdf5.transforms.core import progress
 from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.output.finalize import SUMMARY
 from root2hdf5.transforms.output.hdf5_files import is_local
+from root2hdf5.transforms.physics.kinematics import describe_roles
 from root2hdf5.transforms.read.sources import expand_files
 from root2hdf5.transforms.read.trees import check_branches, open_tree
 
@@ -39,6 +40,7 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     files = expand_files(cfg.samples)
     log.info("%d input files in %d samples", len(files), len(cfg.samples))
     plan = make_plan(cfg, files)
+    _log_roles(cfg)
     check_inputs(plan)
     beam_args = beam_args or []
     out = prepare_output(cfg.output.dir, overwrite)
@@ -72,6 +74,20 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
                  f"{total['events']:,}", len(files), f"{total['written']:,}", plan.split.rows, shards,
                  progress.duration(report["seconds"]))
     return report
+
+
+def _log_roles(cfg: Config) -> None:
+    """Which branch plays which kinematic role, and which are unit-scaled: the choices inferred from names."""
+    if cfg.record == "jet":
+        log.info("kinematic roles of the jets: %s", describe_roles(cfg.jet_roles))
+    if cfg.constituent_roles:
+        log.info("kinematic roles of the %s: %s", "constituents" if cfg.record == "jet" else "collection",
+                 describe_roles(cfg.constituent_roles))
+    scaled = cfg.preprocess.scaled_branches or []
+    if cfg.preprocess.unit_scale != 1:
+        log.info("preprocess.unit_scale %g applies to %s", cfg.preprocess.unit_scale,
+                 ", ".join(scaled) if scaled else "no branch (none is energy-like by name; list them in "
+                 "preprocess.scaled_branches)")
 
 
 def variation_dir(out_dir: str, name: str) -> str:

@@ -35,7 +35,7 @@ def test_symbols_are_the_branches_in_order():
 
 @pytest.mark.parametrize("text, message", [
     ("__import__('os').system('true')", "unknown function"),
-    ("jet_pt.real > 0", "Attribute"),
+    ("abs(jet_pt).real > 0", "Attribute"),
     ("jet_pt[0] > 0", "Subscript"),
     ("(lambda: 1)()", "unknown function|Lambda"),
     ("sqrtt(jet_pt) > 1", "did you mean 'sqrt'"),
@@ -46,3 +46,37 @@ def test_symbols_are_the_branches_in_order():
 def test_rejects_anything_outside_the_language(text, message):
     with pytest.raises(ConfigError, match=message):
         Expression(text, "input.selection")
+
+
+# Branch names from real files (PHYSLITE, Delphes, Bacon), which are not Python names
+N = {"Jet/Jet.PT": rng.uniform(0, 200, 50), "Jet/Jet.Eta": rng.uniform(-3, 3, 50),
+     "AnalysisJetsAuxDyn.pt": rng.uniform(0, 2e5, 50), "HLT_e5-etcut!": rng.integers(0, 2, 50),
+     "Jet/Jet.Tau[5]": rng.uniform(0, 1, 50)}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("`Jet/Jet.PT` > 50 && abs(`Jet/Jet.Eta`) < 2", (N["Jet/Jet.PT"] > 50) & (np.abs(N["Jet/Jet.Eta"]) < 2)),
+    ("get('Jet/Jet.PT') * 2 > 100", N["Jet/Jet.PT"] * 2 > 100),
+    ('get("Jet/Jet.PT") / 2 > `Jet/Jet.Tau[5]`', N["Jet/Jet.PT"] / 2 > N["Jet/Jet.Tau[5]"]),
+    ("!(`HLT_e5-etcut!` == 1) | AnalysisJetsAuxDyn.pt > 1e5",
+     ~(N["HLT_e5-etcut!"] == 1) | (N["AnalysisJetsAuxDyn.pt"] > 1e5)),
+])
+def test_quoted_and_dotted_branch_names(text, expected):
+    np.testing.assert_array_equal(Expression(text).evaluate(N), expected)
+
+
+def test_quoted_names_are_the_symbols_once_each():
+    expression = Expression("`Jet/Jet.PT` > 1 & get('Jet/Jet.PT') < 9 & AnalysisJetsAuxDyn.pt > `Jet/Jet.Eta`")
+    assert expression.symbols == ["Jet/Jet.PT", "AnalysisJetsAuxDyn.pt", "Jet/Jet.Eta"]
+
+
+def test_an_unquoted_path_is_never_a_silent_division():
+    """uproot reads `Jet/Jet.PT * 2` as Jet / Jet.PT * 2; here it is refused, naming the quoting."""
+    with pytest.raises(ConfigError, match=r"would read as Jet divided by Jet.PT; quote .* \(`Jet/Jet.PT`\)"):
+        Expression("Jet/Jet.PT * 2", "input.selection")
+    assert Expression("jet_pt / jet_eta > 0").symbols == ["jet_pt", "jet_eta"]  # a division, with spaces
+
+
+def test_an_unclosed_backtick_is_an_error():
+    with pytest.raises(ConfigError, match="backtick is not closed"):
+        Expression("`Jet/Jet.PT > 1")

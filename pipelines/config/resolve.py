@@ -19,6 +19,7 @@ from root2hdf5.transforms.core.names import NAME, SPLITS
 from root2hdf5.transforms.physics import kinematics
 from root2hdf5.transforms.physics.library import PRESETS
 from root2hdf5.transforms.physics.preprocess import BUILTINS
+from root2hdf5.transforms.rows.expressions import unquote
 from root2hdf5.transforms.rows.select import expression_class
 
 DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -115,6 +116,7 @@ def _sample_weights(cfg: Config, s) -> None:
 def _input(cfg: Config) -> list[str]:
     """Checks of `input` and of the record's own blocks; returns every branch that is read and may be scaled."""
     inp = cfg.input
+    _unquote_names(cfg)
     if inp.leading_jets < 1:
         raise ConfigError("input.leading_jets must be at least 1")
     if inp.step_size < 1:
@@ -142,6 +144,20 @@ def _input(cfg: Config) -> list[str]:
     if inp.selection is not None:
         expression_class(cfg.record)(inp.selection, "input.selection")  # fail early on syntax
     return listed
+
+
+def _unquote_names(cfg: Config) -> None:
+    """Keys that take branch names accept them plain or quoted as in expressions (`Info/evtNum`)."""
+    inp = cfg.input
+    for key in ("jet_branches", "constituent_branches", "event_branches", "integer_branches"):
+        setattr(inp, key, [unquote(b) for b in getattr(inp, key)])
+    for key in ("event_number", "leading_by"):
+        if getattr(inp, key):
+            setattr(inp, key, unquote(getattr(inp, key)))
+    if cfg.weights.branch:
+        cfg.weights.branch = unquote(cfg.weights.branch)
+    if cfg.constituents.sort_by:
+        cfg.constituents.sort_by = unquote(cfg.constituents.sort_by)
 
 
 def _jet_collections(cfg: Config) -> None:

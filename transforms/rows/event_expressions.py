@@ -21,9 +21,10 @@ import numpy as np
 
 from root2hdf5.transforms.core.batch import Jagged
 from root2hdf5.transforms.core.errors import ConfigError, InputError
-from root2hdf5.transforms.rows.expressions import FUNCTIONS, Expression
+from root2hdf5.transforms.rows.expressions import FUNCTIONS, Expression, protect_names
 
-_INDEXED = re.compile(r"\b([A-Za-z_]\w*)\s*\[\s*(\d+)\s*\]")
+# a branch (a name, a dotted name or a quoted name's placeholder) followed by an index
+_INDEXED = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*)\s*\[\s*(\d+)\s*\]")
 
 
 def _per_event(name: str, reduce):
@@ -48,9 +49,10 @@ REDUCTIONS = {
 EVENT_FUNCTIONS = {**FUNCTIONS, **REDUCTIONS}
 
 
-def alias(branch: str, index: int) -> str:
-    """The expression-language name standing for `branch[index]` (subscripts are not in the grammar)."""
-    return f"{branch}__at{index}__"
+def alias(position: int) -> str:
+    """The expression-language name standing for the position-th `branch[index]` (subscripts are not in the
+    grammar)."""
+    return f"__at{position}__"
 
 
 def element_at(column, index: int, default: float, scale: float = 1.0, what: str = "") -> np.ndarray:
@@ -80,13 +82,17 @@ class EventExpression:
         self.text = text
         self.what = what
         self._aliases: dict[str, tuple[str, int]] = {}
+        protected, quoted = protect_names(text, what)  # `Jet/Jet.PT`[0] indexes the quoted branch
+        seen: dict[tuple[str, int], str] = {}
 
         def rewrite(match):
-            name = alias(match.group(1), int(match.group(2)))
-            self._aliases[name] = (match.group(1), int(match.group(2)))
-            return name
+            key = (quoted.get(match.group(1), match.group(1)), int(match.group(2)))
+            if key not in seen:
+                seen[key] = alias(len(seen))
+                self._aliases[seen[key]] = key
+            return seen[key]
 
-        rewritten = _INDEXED.sub(rewrite, text)
+        rewritten = _INDEXED.sub(rewrite, protected)
         if "[" in rewritten or "]" in rewritten:
             raise ConfigError(f"{what} {text!r}: an index must be a non-negative integer after a branch name, "
                               "as in Jet_pt[0]")
@@ -94,7 +100,8 @@ class EventExpression:
             self._expression = Expression(rewritten, what, EVENT_FUNCTIONS)
         except ConfigError as err:  # name the expression as the user wrote it
             raise ConfigError(str(err).replace(repr(rewritten), repr(text))) from None
-        names = [self._aliases[s][0] if s in self._aliases else s for s in self._expression.symbols]
+        self._quoted = quoted
+        names = [self._aliases[s][0] if s in self._aliases else quoted.get(s, s) for s in self._expression.symbols]
         self.symbols = list(dict.fromkeys(names))
         self.indexed = list(dict.fromkeys(b for b, _ in self._aliases.values()))
 
@@ -105,7 +112,7 @@ class EventExpression:
                 branch, index = self._aliases[symbol]
                 namespace[symbol] = element_at(branches[branch], index, np.nan, what=f"{self.what} {self.text!r}")
             else:
-                namespace[symbol] = as_value(branches[symbol])
+                namespace[symbol] = as_value(branches[self._quoted.get(symbol, symbol)])
         try:
             result = self._expression.evaluate(namespace)
         except InputError as err:

@@ -2,7 +2,7 @@
 
 A variable is written in `events.variables` as
 
-* `MET_pt`: a branch with one value per event;
+* `MET_pt`: a branch with one value per event (any name in backticks: `` `Info/evtNum` ``);
 * `Jet_pt[1]`: element 1 of a per-event list, in ntuple order; events whose list is shorter get the
   variable's default (`events.defaults[name]`, else `events.default`);
 * `HT = sum(Jet_pt)`: a named event expression (transforms.rows.event_expressions); where it is NaN (an index past
@@ -22,8 +22,10 @@ import numpy as np
 from root2hdf5.transforms.core.batch import Jagged, RowBatch
 from root2hdf5.transforms.core.errors import ConfigError, InputError
 from root2hdf5.transforms.rows.event_expressions import EventExpression, element_at
+from root2hdf5.transforms.rows.expressions import unquote
 
-_PLAIN = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\[\s*(\d+)\s*\])?\s*$")
+# a branch: a name, a dotted name, or any name quoted as `name` / get("name"); then an optional index
+_PLAIN = re.compile(r"^\s*(`[^`]+`|get\(\s*(['\"]).*?\2\s*\)|[A-Za-z_][\w.]*)\s*(?:\[\s*(\d+)\s*\])?\s*$")
 _NAMED = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=(?!=)\s*(.+?)\s*$", re.S)
 
 
@@ -50,7 +52,7 @@ def parse_variable(text: str, where: str = "events.variables") -> Variable:
     """`Branch`, `Branch[k]` or `name = expression` -> a Variable (default and scaling set later)."""
     plain = _PLAIN.match(text)
     if plain:
-        branch, index = plain.group(1), plain.group(2)
+        branch, index = unquote(plain.group(1)), plain.group(3)
         if index is None:
             return Variable(branch, branch)
         return Variable(f"{branch}[{int(index)}]", branch, int(index))

@@ -9,6 +9,13 @@ way physicists write them in `TTree::Draw` mean what they look like:
   be `jet_pt > (350e3 & abs(jet_eta)) < 2`, an error. Bit tests need parentheses: `(flags & 4) != 0`.
 * `!x` and `not x` are element-wise negation; chained comparisons `0 < x < 2` are element-wise too.
 
+Branch names that are not Python names (`AnalysisJetsAuxDyn.pt`, `Jet/Jet.PT`, `Jet/Jet.Tau[5]`,
+`HLT_e5-etcut`) are written in backticks, as pandas quotes column names: `` `Jet/Jet.PT` > 50 ``; uproot's own
+`get("Jet/Jet.PT")` means the same. A dotted name may also stand unquoted (`AnalysisJetsAuxDyn.pt > 20e3`):
+attributes are not part of the language, so `a.b` can only name the branch "a.b". A `/` written without
+spaces between two names (`Jet/Jet.PT`) is refused: it would read as a division by uproot and as a path
+by the user; quote the name, or put spaces around a division.
+
 Nothing but this grammar is evaluated: no attributes, subscripts, lambdas or builtins, so a config string
 cannot run arbitrary code.
 """
@@ -44,6 +51,81 @@ _ALLOWED_NODES = (
     ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.BitAnd, ast.BitOr, ast.BitXor,
     ast.Invert, ast.USub, ast.UAdd, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE,
 )
+
+
+# `name` (pandas' quoting) or get("name") / get('name') (uproot's): any branch name, whatever its characters
+_QUOTED = re.compile(r"`([^`]*)`|\bget\(\s*(?:'([^']*)'|\"([^\"]*)\")\s*\)")
+# an unquoted `/` touching a name on both sides: Jet/Jet.PT is a path, not a division
+_SLASH_PATH = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*)/([A-Za-z_][\w.]*(?:\[\d+\])*)")
+
+
+def placeholder(index: int) -> str:
+    """The identifier standing for the index-th quoted name while the text is parsed."""
+    return f"__q{index}__"
+
+
+def protect_names(text: str, what: str = "expression") -> tuple[str, dict[str, str]]:
+    """The text with every quoted branch name replaced by a placeholder identifier, and placeholder -> name.
+
+    Done before anything else reads the text, so that `!`, `&&`, `/` or `[5]` inside a name stay part of it."""
+    names: dict[str, str] = {}
+    index: dict[str, str] = {}
+
+    def replace(match):
+        name = next(g for g in match.groups() if g is not None)
+        if not name.strip():
+            raise ConfigError(f"{what} {text!r}: an empty quoted branch name")
+        if name not in index:
+            index[name] = placeholder(len(index))
+            names[index[name]] = name
+        return f" {index[name]} "
+
+    rewritten = _QUOTED.sub(replace, text)
+    if "`" in rewritten:
+        raise ConfigError(f"{what} {text!r}: a backtick is not closed; quote a branch name as `name`")
+    path = _SLASH_PATH.search(rewritten)
+    if path:
+        raise ConfigError(
+            f"{what} {text!r}: {path.group(0)!r} would read as {path.group(1)} divided by {path.group(2)}; "
+            f"quote a branch name holding '/' in backticks (`{path.group(0)}`), or write a division with "
+            f"spaces ({path.group(1)} / {path.group(2)})")
+    return rewritten, names
+
+
+def unquote(name: str) -> str:
+    """A branch name as given in a config key that takes one name (weights.branch ...): `name` or
+    get("name") quoting, as in expressions, is removed."""
+    match = _QUOTED.fullmatch(name.strip())
+    return next(g for g in match.groups() if g is not None) if match else name
+
+
+def _dotted(node) -> str | None:
+    """`a.b.c` (Attribute on Attribute on Name) -> "a.b.c"; None for anything else."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
+
+
+class _DottedNames(ast.NodeTransformer):
+    """`AnalysisJetsAuxDyn.pt` -> one Name: attributes are not in the language, so a dotted chain of names
+    can only be a branch name with dots. No attribute is ever looked up."""
+
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+        self.by_name = {v: k for k, v in names.items()}
+
+    def visit_Attribute(self, node):
+        dotted = _dotted(node)
+        if dotted is None:
+            return self.generic_visit(node)  # an attribute of a call or a constant: refused later
+        if dotted not in self.by_name:
+            self.by_name[dotted] = placeholder(len(self.names))
+            self.names[self.by_name[dotted]] = dotted
+        return ast.copy_location(ast.Name(self.by_name[dotted], ast.Load()), node)
 
 
 def _root_precedence(text: str) -> str:
@@ -115,20 +197,21 @@ _AST_LOCK = threading.Lock()
 
 
 class Expression:
-    """A compiled jet-level expression. `symbols` are the branch names it reads."""
+    """A compiled jet-level expression. `symbols` are the branch names it reads, as the tree names them."""
 
     def __init__(self, text: str, what: str = "expression", functions: Mapping[str, object] | None = None):
         self.text = text
         self.what = what
         # the callable names: uproot's table, or a caller's extension of it (per-event reductions)
         self.functions = FUNCTIONS if functions is None else functions
+        rewritten, self._names = protect_names(text, what)  # placeholder identifier -> branch name
         try:
             with _AST_LOCK:
-                tree = ast.parse(_root_precedence(text).strip(), mode="eval")
+                tree = ast.parse(_root_precedence(rewritten).strip(), mode="eval")
         except (SyntaxError, tokenize.TokenError) as err:
             reason = getattr(err, "msg", None) or str(err)
             raise ConfigError(f"{what} {text!r} is not a valid expression: {reason}") from None
-        tree = ast.fix_missing_locations(_ElementWise().visit(tree))
+        tree = ast.fix_missing_locations(_ElementWise().visit(_DottedNames(self._names).visit(tree)))
         symbols: dict[str, int] = {}
         for node in ast.walk(tree):
             if not isinstance(node, _ALLOWED_NODES):
@@ -147,14 +230,16 @@ class Expression:
                 symbols[node.id] = min(node.col_offset, symbols.get(node.id, node.col_offset))
             elif isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, bool)):
                 raise ConfigError(f"{what} {text!r}: only numeric constants are allowed, got {node.value!r}")
-        self.symbols = sorted(symbols, key=symbols.get)
+        # identifiers as they appear in the compiled code; symbols as the tree names the branches
+        self._identifiers = sorted(symbols, key=symbols.get)
+        self.symbols = list(dict.fromkeys(self._names.get(s, s) for s in self._identifiers))
         with _AST_LOCK:
             self._code = compile(tree, f"<{what}>", "eval")
 
     def evaluate(self, values: Mapping[str, object]):
         """Evaluate over arrays named by branch; broadcasting and ufuncs follow numpy/awkward."""
         namespace = dict(self.functions)
-        namespace.update((name, values[name]) for name in self.symbols)
+        namespace.update((name, values[self._names.get(name, name)]) for name in self._identifiers)
         with np.errstate(all="ignore"):
             return eval(self._code, {"__builtins__": {}}, namespace)  # noqa: S307 - whitelisted AST only
 
