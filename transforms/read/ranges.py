@@ -23,8 +23,10 @@ from root2hdf5.transforms.core.records import SkippedFile
 from root2hdf5.transforms.read.sources import InputFile
 from root2hdf5.transforms.read.trees import (
     BranchPlan,
+    OpenTrees,
     check_branches,
     cluster_starts,
+    one_value_per_entry,
     open_tree,
     plan_ranges,
     read_arrays,
@@ -114,7 +116,8 @@ class SplitIntoRanges(beam.DoFn):
 
 @beam.typehints.with_output_types(EventsChunk)
 class ReadRange(beam.DoFn):
-    """EntryRange -> EventsChunk: the planned branches of those entries, as awkward arrays.
+    """EntryRange -> EventsChunk: the planned branches of those entries, as awkward arrays, in one uproot
+    request per range. The worker keeps the last few files open, so the ranges of a file share one handle.
 
     With skip=True a range that cannot be read yields a SkippedFile on output 'skipped'; the jets of
     that file's other ranges are then dropped when the shards are written, so a file counts whole or not.
@@ -126,6 +129,14 @@ class ReadRange(beam.DoFn):
         self.progress_dir = progress_dir
         self.entries_read = Metrics.counter("root2hdf5", "entries_read")
         self.ranges_read = Metrics.counter("root2hdf5", "ranges_read")
+        self._trees = None
+
+    def setup(self):
+        self._trees = OpenTrees()
+
+    def teardown(self):
+        if self._trees is not None:
+            self._trees.close()
 
     def process(self, entry_range: EntryRange):
         spec = entry_range.file
@@ -145,21 +156,25 @@ class ReadRange(beam.DoFn):
 
     def _read(self, entry_range: EntryRange):
         spec = entry_range.file
-        tree = open_tree(spec.path, spec.tree)
-        with closing(tree.file):
-            try:
-                arrays = read_arrays(tree, self.plan.to_read(), entry_start=entry_range.start,
-                                     entry_stop=entry_range.stop, library="ak")
-            except Root2Hdf5Error:
-                raise
-            except Exception as err:
-                raise InputError(
-                    f"{spec.path}: tree {spec.tree!r}: reading entries {entry_range.start}-{entry_range.stop} "
-                    f"failed ({type(err).__name__}: {err}); the file may be truncated or damaged") from None
+        if self._trees is None:  # used outside a runner (tests)
+            self.setup()
+        tree = self._trees.get(spec.path, spec.tree)
+        where = f"{spec.path}: tree {spec.tree!r}"
+        try:
+            arrays = read_arrays(tree, self.plan.to_read(), entry_start=entry_range.start,
+                                 entry_stop=entry_range.stop, library="ak")
+        except Root2Hdf5Error:
+            raise
+        except Exception as err:
+            self._trees.drop(spec.path, spec.tree)
+            raise InputError(
+                f"{where}: reading entries {entry_range.start}-{entry_range.stop} of the branches "
+                f"{self.plan.to_read()} failed ({type(err).__name__}: {err}); the file may be truncated or "
+                "damaged") from None
         if len(arrays) != entry_range.stop - entry_range.start:
-            raise InputError(f"{spec.path}: tree {spec.tree!r}: asked for entries {entry_range.start}-"
+            raise InputError(f"{where}: asked for entries {entry_range.start}-"
                              f"{entry_range.stop} but got {len(arrays)}; the file may be truncated")
-        return arrays
+        return one_value_per_entry(arrays, self.plan.one_value(), where, entry_range.start)
 
 
 class ReadRootRanges(beam.PTransform):

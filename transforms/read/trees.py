@@ -1,16 +1,24 @@
-"""Opening trees and checking their branches before any jet is read.
+"""Opening trees, checking their branches before any jet is read, and reading them.
 
 TTrees and RNTuples are both read through uproot, so a per-event ntuple may hold its constituents as
 `std::vector<std::vector<float>>` in either format. Every failure names the file, the tree and the branch.
+Branch names may hold any character (`Jet/Jet.PT`, `Jet/Jet.Tau[5]`); names that are components of object
+branches (`jetp4.px`) are read through their branch (transforms.read.objects). An event-level value stored
+as a list of one per entry (Delphes' `Event/Event.Number`) is read as that one value.
 """
 from __future__ import annotations
 
 import difflib
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
+import awkward as ak
 import uproot
 
 from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.read.objects import Derived, check_readable, derive, derived_name
+from root2hdf5.transforms.read.rntuple import is_rntuple, prime_fields
 from root2hdf5.transforms.rows.expressions import Expression
 
 # Depth of a branch, as the number of dimensions of the awkward array uproot returns for it.
@@ -70,14 +78,71 @@ class BranchPlan:
     def to_read(self) -> list[str]:
         return list(dict.fromkeys(branch for branch, _, _ in self.roles()))
 
+    def one_value(self) -> list[str]:
+        """Branches that must hold one value per entry in every role they play: a list of exactly one per
+        entry (Delphes' `Event/Event.Number`) is read as that value."""
+        allowed: dict[str, set] = {}
+        for branch, _, ndims in self.roles():
+            allowed.setdefault(branch, set()).update(ndims)
+        return [b for b, ndims in allowed.items() if ndims == {1}]
+
+
+# Characters uproot's filter_name takes as glob or regex syntax: `Jet/Jet.Tau[5]` would silently match
+# nothing, `Jet/Jet.PT` would come back as `Jet.PT`. Such names are read as exact keys.
+_NOT_A_FILTER = set("*?[]/")
+_NAME_PLANS: dict[int, dict] = {}  # id(open tree) -> names -> plan; uproot's trees are not hashable
+
+
+def _name_plan(tree, names: tuple[str, ...]) -> tuple[list[str], list[Derived]]:
+    """(branches to read, names derived from object branches), once per open tree and list of names."""
+    if id(tree) not in _NAME_PLANS:
+        _NAME_PLANS[id(tree)] = {}
+        weakref.finalize(tree, _NAME_PLANS.pop, id(tree), None)
+    plans = _NAME_PLANS[id(tree)]
+    if names not in plans:
+        keys = set(tree.keys())
+        derived = [d for d in (derived_name(tree, n, keys) for n in names if n not in keys) if d is not None]
+        bases = [d.base for d in derived]
+        plain = {d.name for d in derived}
+        plans[names] = (list(dict.fromkeys([n for n in names if n not in plain] + bases)), derived)
+    return plans[names]
+
 
 def read_arrays(tree, names: list[str], **options):
-    """`tree.arrays` of exactly `names`, in that order. Plain names go through `filter_name`, which skips
-    uproot's expression parser: that parser uses `ast`, which CPython 3.11 can break with "AST constructor
-    recursion depth mismatch" when threads parse at once (the multi-threaded DirectRunner does)."""
-    if any(ch in name for name in names for ch in "*?[]/"):  # glob or regex characters: not a plain name
-        return tree.arrays(names, array_cache=None, **options)
-    return tree.arrays(filter_name=names, array_cache=None, **options)[names]
+    """The arrays of exactly `names`, in that order (one record array with a field per name), in one uproot
+    call. Plain names go through `filter_name`, which skips uproot's expression parser: that parser uses
+    `ast`, which CPython 3.11 can break with "AST constructor recursion depth mismatch" when threads parse
+    at once (the multi-threaded DirectRunner does). Names with glob characters are passed as exact keys,
+    which uproot looks up without parsing."""
+    branches, derived = _name_plan(tree, tuple(names))
+    if any(ch in _NOT_A_FILTER for name in branches for ch in name):
+        arrays = tree.arrays(branches, array_cache=None, **options)
+    else:
+        arrays = tree.arrays(filter_name=branches, array_cache=None, **options)
+    if not derived:
+        return arrays[names]
+    values = {name: arrays[name] for name in branches}
+    values.update(derive(arrays, derived))
+    return ak.zip({name: values[name] for name in names}, depth_limit=1)
+
+
+def one_value_per_entry(arrays, names, where: str, start: int = 0):
+    """`arrays` with each of `names` that comes as lists of exactly one value per entry replaced by those
+    values; a list of another length is an InputError naming the entry."""
+    fields = {}
+    for name in names:
+        values = arrays[name]
+        if values.ndim != 2:
+            continue
+        counts = ak.to_numpy(ak.num(values, axis=1))
+        bad = (counts != 1).nonzero()[0]
+        if bad.size:
+            raise InputError(f"{where}: branch {name!r} must hold one value per entry, but entry "
+                             f"{start + int(bad[0])} holds {int(counts[bad[0]])}")
+        fields[name] = ak.flatten(values, axis=1)
+    if not fields:
+        return arrays
+    return ak.zip({name: fields.get(name, arrays[name]) for name in arrays.fields}, depth_limit=1)
 
 
 def open_tree(path: str, tree: str):
@@ -106,6 +171,8 @@ def open_tree(path: str, tree: str):
         if not isinstance(obj, (uproot.behaviors.TTree.TTree, uproot.behaviors.RNTuple.RNTuple)):
             handle.close()
             raise InputError(f"{path}: {tree!r} is a {type(obj).__name__}, not a TTree or RNTuple")
+        if is_rntuple(obj):
+            prime_fields(obj)  # else every fresh handle pays seconds for its field tree (read/rntuple.py)
         obj.num_entries, obj.keys()  # metadata is read lazily: make a damaged header fail here
     except InputError:
         raise
@@ -117,33 +184,43 @@ def open_tree(path: str, tree: str):
 
 
 def check_branches(tree, plan: BranchPlan, path: str) -> None:
-    """Raise InputError unless every planned branch exists with the depth the layout needs."""
+    """Raise InputError unless every planned branch exists, holds numbers, and has the depth the layout
+    needs."""
     where = f"{path}: tree {tree.name!r}"
     keys = list(tree.keys())
     known = set(keys)
     for branch, what, _ in plan.roles():
-        if branch not in known:
+        if branch not in known and derived_name(tree, branch, known) is None:
             close = difflib.get_close_matches(branch, keys, n=3)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise InputError(f"{where}: {what} {branch!r} does not exist{hint}")
+    check_readable(tree, {branch: what for branch, what, _ in reversed(plan.roles())}, known, where)
     try:
         empty = read_arrays(tree, plan.to_read(), entry_stop=0)
     except Exception as err:
         raise InputError(f"{where}: cannot interpret the branches {plan.to_read()} "
                          f"({type(err).__name__}: {err})") from None
+    one_value = set(plan.one_value())
     for branch, what, ndims in plan.roles():
         ndim = empty[branch].ndim
-        if ndim not in ndims:
+        if ndim not in ndims and not (ndim == 2 and branch in one_value and _lists_of_one(tree, branch)):
             raise InputError(
                 f"{where}: {what} {branch!r} holds {_describe(ndim)}, but layout {plan.layout!r} needs "
                 f"{' or '.join(_describe(n) for n in ndims)}")
+
+
+def _lists_of_one(tree, branch: str, entries: int = 100) -> bool:
+    """Whether the first entries hold lists of exactly one value (an event-level value in a list)."""
+    values = read_arrays(tree, [branch], entry_stop=min(entries, tree.num_entries))[branch]
+    return bool(len(values)) and bool(ak.all(ak.num(values, axis=1) == 1))
 
 
 def cluster_starts(tree, branches: list[str]) -> list[int]:
     """Entry numbers where all `branches` start a new basket/cluster, including 0 and num_entries."""
     try:
         if hasattr(tree, "common_entry_offsets"):
-            return list(tree.common_entry_offsets(filter_name=branches))
+            wanted = {id(tree[name]) for name in _name_plan(tree, tuple(branches))[0]}
+            return list(tree.common_entry_offsets(filter_branch=lambda b: id(b) in wanted))
         if hasattr(tree, "cluster_summaries"):
             return [c.num_first_entry for c in tree.cluster_summaries] + [tree.num_entries]
     except Exception:  # boundaries are only an optimisation
@@ -171,3 +248,35 @@ def plan_ranges(num_entries: int, boundaries: list[int], step: int) -> list[tupl
     if start < num_entries:
         ranges.append((start, num_entries))
     return ranges
+
+
+class OpenTrees:
+    """The last few trees a worker opened, kept open: the ranges of one file then share one handle (and,
+    for an RNTuple, one field tree) instead of reopening the file for each range."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._open: OrderedDict = OrderedDict()
+
+    def get(self, path: str, tree: str):
+        key = (path, tree)
+        if key in self._open:
+            self._open.move_to_end(key)
+            return self._open[key]
+        obj = open_tree(path, tree)
+        self._open[key] = obj
+        while len(self._open) > self.size:
+            _, old = self._open.popitem(last=False)
+            old.file.close()
+        return obj
+
+    def drop(self, path: str, tree: str) -> None:
+        """Close a handle that failed: the next range reopens the file."""
+        obj = self._open.pop((path, tree), None)
+        if obj is not None:
+            obj.file.close()
+
+    def close(self) -> None:
+        while self._open:
+            _, obj = self._open.popitem()
+            obj.file.close()
