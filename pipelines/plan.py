@@ -24,6 +24,7 @@ from root2hdf5.transforms.output.finish import FinishSpec
 from root2hdf5.transforms.physics.preprocess import PreprocessSpec
 from root2hdf5.transforms.physics.variations import VariationSpec
 from root2hdf5.transforms.read.friends import FriendSpec
+from root2hdf5.transforms.read.links import LinkSpec
 from root2hdf5.transforms.read.sources import InputFile, expand_files
 from root2hdf5.transforms.read.trees import BranchPlan
 from root2hdf5.transforms.rows.event_expressions import EventExpression
@@ -58,6 +59,7 @@ class RowsPlan:
     padded: tuple[str, ...] = ()  # record: event: the collection's branches (equal lengths per event)
     variables: tuple[Variable, ...] = ()  # record: event
     unit_scale: float = 1.0
+    links: LinkSpec | None = None  # record: jet: constituents gathered per jet through an index
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,13 @@ def branch_plan(cfg: Config) -> BranchPlan:
                       weight=cfg.weights.branch,
                       collections=tuple(cfg.jet_collections.all_branches()) if cfg.jet_collections else (),
                       extra=tuple((b, "integer branch", (1, 2) if inp.layout == "events" else (1,))
-                                  for b in inp.integer_branches))
+                                  for b in inp.integer_branches),
+                      links=link_spec(cfg))
+
+
+def link_spec(cfg: Config) -> LinkSpec | None:
+    links = cfg.input.constituent_links
+    return LinkSpec(links.index, links.jet_index, links.valid) if links else None
 
 
 def _event_branch_plan(cfg: Config) -> BranchPlan:
@@ -243,7 +251,7 @@ def _rows(cfg: Config) -> RowsPlan:
         weight_branch=cfg.weights.branch, constituent_branches=tuple(inp.constituent_branches),
         constituent_roles=tuple(cfg.constituent_roles.items()), jet_roles=tuple(cfg.jet_roles.items()),
         padded=tuple(coll.branches) if coll else (), variables=event_variables(cfg) if events else (),
-        unit_scale=cfg.preprocess.unit_scale)
+        unit_scale=cfg.preprocess.unit_scale, links=None if events else link_spec(cfg))
 
 
 def _pad(cfg: Config) -> PadPlan:

@@ -126,6 +126,7 @@ def _input(cfg: Config) -> list[str]:
     if inp.layout == "jets" and not inp.event_number:
         raise ConfigError("input.event_number is required for layout 'jets': it keeps the jets of one event "
                           "in the same split")
+    _links(cfg)
     listed = inp.jet_branches + inp.constituent_branches + inp.event_branches
     for b in set(listed):
         if listed.count(b) > 1:
@@ -144,6 +145,26 @@ def _input(cfg: Config) -> list[str]:
     if inp.selection is not None:
         expression_class(cfg.record)(inp.selection, "input.selection")  # fail early on syntax
     return listed
+
+
+def _links(cfg: Config) -> None:
+    """input.constituent_links: constituents listed per event, reached from the jets through an index."""
+    links, inp = cfg.input.constituent_links, cfg.input
+    if links is None:
+        return
+    for key in ("index", "jet_index", "valid"):
+        if getattr(links, key):
+            setattr(links, key, unquote(getattr(links, key)))
+    if cfg.record != "jet" or inp.layout != "events":
+        raise ConfigError("input.constituent_links: links go from the jets of an event to its constituents; they "
+                          "need record: jet and layout: events")
+    if not inp.constituent_branches or not inp.jet_branches:
+        raise ConfigError("input.constituent_links: give the jets (input.jet_branches, e.g. FatJet_pt) and the "
+                          "per-event constituent collection (input.constituent_branches, e.g. PFCands_pt)")
+    used = [b for b in (links.index, links.jet_index, links.valid) if b]
+    clash = [b for b in used if b in inp.jet_branches + inp.constituent_branches + inp.event_branches]
+    if clash or len(set(used)) < len(used):
+        raise ConfigError(f"input.constituent_links: {clash or used} are read as links; list each branch once")
 
 
 def _unquote_names(cfg: Config) -> None:

@@ -37,6 +37,15 @@ class SampleConfig:
 
 
 @dataclass
+class ConstituentLinksConfig:
+    """Constituents stored once per event (PFNano's PFCands_*) and reached from each jet through an index."""
+
+    index: str  # per link, the constituent's position in the event's collection; or, alone, a list per jet
+    jet_index: str | None = None  # per link, the jet's position among the event's jets (FatJetPFCands_jetIdx)
+    valid: str | None = None  # per link, non-zero where the link is set (ElementLink m_persKey)
+
+
+@dataclass
 class InputConfig:
     layout: Literal["events", "jets"] = "events"
     leading_jets: int = 2
@@ -51,6 +60,7 @@ class InputConfig:
     nonfinite_value: float = 0.0
     on_error: Literal["fail", "skip"] = "fail"
     integer_branches: list[str] = field(default_factory=list)
+    constituent_links: ConstituentLinksConfig | None = None
 
 
 @dataclass

@@ -18,6 +18,7 @@ from root2hdf5.transforms.core import faults
 from root2hdf5.transforms.core.batch import Jagged, RowBatch, list_offsets, numpy_content
 from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.core.exact import exact_sum
+from root2hdf5.transforms.read.links import LinkSpec, gather_linked
 from root2hdf5.transforms.read.ranges import EventsChunk
 
 
@@ -172,19 +173,29 @@ class FlattenJets(beam.DoFn):
         leading_by: jet branch ranking the jets (highest first); None keeps ntuple order.
         event_number: branch with the event number, or None (events layout: identity by entry).
         sum_weights: event-level weight branch to sum exactly over all events read (stats 'sum_weights').
+        links: constituents listed per event and reached through an index (transforms.read.links), or None.
+        constituents: the constituent branches (gathered per jet when `links` is given).
     """
 
     def __init__(self, layout: str, leading: int, leading_by: str | None, event_number: str | None,
-                 sum_weights: str | None = None):
+                 sum_weights: str | None = None, links: LinkSpec | None = None, constituents: tuple[str, ...] = ()):
         self.layout = layout
         self.leading = leading
         self.leading_by = leading_by
         self.event_number = event_number
         self.sum_weights = sum_weights
+        self.links = links
+        self.constituents = list(constituents)
 
     def process(self, chunk: EventsChunk):
         r = chunk.range
         faults.fail_once("flatten", f"{r.file.sample}/{r.file.file}/{r.start}")  # test hook, inert by default
+        if self.links is not None:  # constituents per event -> per jet, through the links
+            jets = next(n for n in chunk.arrays.fields if chunk.arrays[n].ndim == 2 and n not in self.constituents
+                        and n not in self.links.branches())
+            arrays = gather_linked(chunk.arrays, self.links, self.constituents, jets,
+                                   f"{r.file.path}: tree {r.file.tree!r}", r.start)
+            chunk = EventsChunk(r, arrays)
         if self.layout == "events":
             yield flatten_events(chunk, self.leading, self.leading_by, self.event_number, self.sum_weights)
         else:

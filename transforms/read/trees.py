@@ -17,6 +17,7 @@ import awkward as ak
 import uproot
 
 from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.read.links import LinkSpec
 from root2hdf5.transforms.read.objects import Derived, check_readable, derive, derived_name
 from root2hdf5.transforms.read.rntuple import is_rntuple, prime_fields
 from root2hdf5.transforms.rows.expressions import Expression
@@ -48,6 +49,7 @@ class BranchPlan:
     weight: str | None = None  # per-event or per-jet weight branch
     collections: tuple[str, ...] = ()  # branches of stacked jet collections (jet level)
     extra: tuple[tuple[str, str, tuple[int, ...]], ...] = ()  # (branch, what it is for, allowed ndims)
+    links: LinkSpec | None = None  # constituents listed per event, reached through an index (read/links.py)
 
     @property
     def selection_symbols(self) -> tuple[str, ...]:
@@ -62,7 +64,14 @@ class BranchPlan:
         per_event = self.layout == "events"
         jet_ndim = 2 if per_event else 1
         items = [(b, "jet branch", (jet_ndim,)) for b in self.jet]
-        items += [(b, "constituent branch", (jet_ndim + 1,)) for b in self.constituent]
+        if self.links is None:
+            items += [(b, "constituent branch", (jet_ndim + 1,)) for b in self.constituent]
+        else:  # one list per event, gathered into lists per jet through the links
+            items += [(b, "linked constituent branch", (2,)) for b in self.constituent]
+            per_link = (2,) if self.links.jet_index else (3,)
+            items += [(b, f"constituent_links.{key}", (2,) if key == "jet_index" else per_link)
+                      for key, b in (("jet_index", self.links.jet_index), ("index", self.links.index),
+                                     ("valid", self.links.valid)) if b]
         items += [(b, "event branch", (1,)) for b in self.event]
         if self.event_number:
             items.append((self.event_number, "event number", (1,)))
