@@ -1,5 +1,6 @@
 """The command line: the README's commands, and bad input failing cleanly with nothing half-written."""
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -19,7 +20,9 @@ def test_readme_example_commands(tmp_path):
     env = dict(os.environ)
     subprocess.run(["root2hdf5", "make-example", str(tmp_path / "example")], check=True, env=env,
                    capture_output=True)
-    result = subprocess.run(["root2hdf5", "run", os.path.join(REPO, "configs", "example.yaml"),
+    (tmp_path / "configs").mkdir()  # tmp_path plays the repository root: configs/ beside example/
+    shutil.copy(os.path.join(REPO, "configs", "example.yaml"), tmp_path / "configs")
+    result = subprocess.run(["root2hdf5", "run", os.path.join("configs", "example.yaml"),
                              "--set", f"output.dir={tmp_path / 'out'}"], cwd=tmp_path, env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -172,13 +175,10 @@ def test_bundled_configs_run_on_the_example(tmp_path, name):
     from root2hdf5.pipelines.run import run
 
     synthetic.write_example(str(tmp_path / "example"), events=400)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        cfg = load_config(os.path.join(REPO, "configs", name), overrides={"output.dir": str(tmp_path / "out")})
-        report = run(cfg, ["--direct_num_workers=1", "--direct_running_mode=in_memory"])
-    finally:
-        os.chdir(cwd)
+    (tmp_path / "configs").mkdir()  # the example data beside configs/, as in the repository
+    shutil.copy(os.path.join(REPO, "configs", name), tmp_path / "configs")
+    cfg = load_config(tmp_path / "configs" / name, overrides={"output.dir": str(tmp_path / "out")})
+    report = run(cfg, ["--direct_num_workers=1", "--direct_running_mode=in_memory"])
     assert report["total"]["written"] > 100
     if name == "tagger.yaml":
         for split in ("train", "val", "test"):

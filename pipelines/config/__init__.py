@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from root2hdf5.pipelines.config.loader import build, read_yaml, with_overrides
+from root2hdf5.pipelines.config.paths import relative_to
 from root2hdf5.pipelines.config.resolve import resolve
 from root2hdf5.pipelines.config.schema import Config
 from root2hdf5.transforms.core.errors import ConfigError
@@ -20,8 +21,11 @@ __all__ = ["Config", "config_from_dict", "load_config"]
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> Config:
-    """Read, check and resolve a YAML config file; `overrides` are dotted keys (`--set output.dir=...`)."""
-    return config_from_dict(read_yaml(path), source=os.fspath(path), overrides=overrides)
+    """Read, check and resolve a YAML config file; `overrides` are dotted keys (`--set output.dir=...`).
+    Relative input paths in the file are taken from its folder, those in `overrides` from the working
+    directory (pipelines.config.paths)."""
+    return config_from_dict(relative_to(read_yaml(path), os.fspath(path)), source=os.fspath(path),
+                            overrides=overrides)
 
 
 def config_from_dict(data: dict, source: str = "config", overrides: dict | None = None) -> Config:

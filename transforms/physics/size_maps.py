@@ -43,7 +43,8 @@ class SizeMap:
              where: str = "size") -> "SizeMap":
         """Read `hist` from the ROOT file `path` (TH1 or TH2), or raise ConfigError naming both."""
         if "://" not in path and not os.path.exists(path):
-            raise ConfigError(f"{where}.map: uncertainty map file {path} does not exist")
+            raise ConfigError(f"{where}.map: uncertainty map file {path} does not exist (looked in "
+                              f"{os.path.dirname(os.path.abspath(path))})")
         try:
             classname, values, edges = _read(path, hist, _stamp(path))
         except ConfigError as err:

@@ -1,6 +1,7 @@
 """Expand a sample's `files:` entries into an ordered list of input files.
 
-An entry is a local path or glob, a URL (`root://`, `https://`, `s3://` ... opened by uproot through
+An entry is a local path or glob (a config file's relative paths are joined to its folder when it loads,
+see pipelines.config.paths), a URL (`root://`, `https://`, `s3://` ... opened by uproot through
 fsspec), or a text file (`.txt`/`.list`) listing one path or URL per line as the older tools used (blank
 lines and `#` comments ignored; relative lines are relative to the list file). The order is deterministic
 (globs sorted, lists in their order), because a file's position is part of every jet's identity.
@@ -44,6 +45,11 @@ def _read_list(path: str) -> list[str]:
     return entries
 
 
+def _looked_in(path: str) -> str:
+    """The directory a relative or absolute local path was looked for in, for error messages."""
+    return f" (looked in {os.path.dirname(os.path.abspath(path))})"
+
+
 def _expand_entry(entry: str, sample: str) -> list[str]:
     if is_url(entry):
         if glob.has_magic(entry):
@@ -57,7 +63,7 @@ def _expand_entry(entry: str, sample: str) -> list[str]:
         return [entry]
     if entry.endswith(LIST_SUFFIXES):
         if not os.path.isfile(entry):
-            raise InputError(f"sample {sample!r}: list file {entry!r} does not exist")
+            raise InputError(f"sample {sample!r}: list file {entry!r} does not exist{_looked_in(entry)}")
         paths = []
         for line in _read_list(entry):
             paths.extend(_expand_entry(line, sample))
@@ -67,10 +73,10 @@ def _expand_entry(entry: str, sample: str) -> list[str]:
     if glob.has_magic(entry):
         matches = sorted(glob.glob(entry))
         if not matches:
-            raise InputError(f"sample {sample!r}: no files match {entry!r}")
+            raise InputError(f"sample {sample!r}: no files match {entry!r}{_looked_in(entry)}")
         return matches
     if not os.path.exists(entry):
-        raise InputError(f"sample {sample!r}: input file {entry!r} does not exist")
+        raise InputError(f"sample {sample!r}: input file {entry!r} does not exist{_looked_in(entry)}")
     return [entry]
 
 

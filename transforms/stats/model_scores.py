@@ -9,6 +9,7 @@ key. The model sees the features as written (before any standardization). onnxru
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -72,8 +73,17 @@ class ModelFile:
 def describe(path: str) -> ModelFile:
     import onnxruntime as ort
 
-    with FileSystems.open(path) as handle:
-        content = handle.read()
+    try:
+        with FileSystems.open(path) as handle:
+            content = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(f"model.path: {path} does not exist (looked in {os.path.dirname(os.path.abspath(path))})") \
+            from None
+    except OSError:
+        if not os.path.exists(path) and "://" not in path:
+            raise ConfigError(f"model.path: {path} does not exist (looked in "
+                              f"{os.path.dirname(os.path.abspath(path))})") from None
+        raise
     session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
     shape = session.get_outputs()[0].shape
     width = () if len(shape) < 2 or shape[1] in (1, None) or isinstance(shape[1], str) else (int(shape[1]),)
