@@ -127,15 +127,16 @@ class Plan:
         return self.format.columns.datasets
 
     def sink(self, out_dir: str, tmp_dir: str, overwrite: bool, variation: VariationPlan | None = None,
-             progress_dir: str | None = None) -> SinkSpec:
-        """Where and how one output set is written: the nominal set, or a variation's."""
+             progress_dir: str | None = None, warnings: tuple[str, ...] = ()) -> SinkSpec:
+        """Where and how one output set is written: the nominal set, or a variation's. `warnings`: what the
+        driver found (degenerate input the config allows), for the report."""
         attrs = dict(self.file_attrs)
         if variation is not None:
             attrs["variation"] = variation.record
         return SinkSpec(out_dir=out_dir, tmp_dir=tmp_dir, datasets=list(self.datasets), format=self.format,
                         shards=dict(self.shards), split_names=list(SPLITS), files=list(self.files),
                         file_attrs=attrs, overwrite=overwrite, features=self.features, progress_dir=progress_dir,
-                        **dict(self.sink_options))
+                        warnings=tuple(warnings), **dict(self.sink_options))
 
 
 def make_plan(cfg: Config, files: list[InputFile]) -> Plan:
@@ -158,7 +159,8 @@ def make_plan(cfg: Config, files: list[InputFile]) -> Plan:
         sink_options=(("sample_names", list(names)), ("selection", cfg.input.selection),
                       ("collections", list(cfg.jet_collections.collections) if cfg.jet_collections else []),
                       ("stats", cfg.stats.compute or cfg.stats.apply), ("standardized", cfg.stats.apply),
-                      ("record", cfg.record), ("friends", tuple(f.name for f in cfg.events.friends) if events else ())))
+                      ("record", cfg.record), ("friends", tuple(f.name for f in cfg.events.friends) if events else ()),
+                      ("allow", tuple(cfg.checks.allow))))
 
 
 # ------------------------------------------------------------------------------------------------ reading

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 
+import awkward as ak
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -26,7 +27,8 @@ from root2hdf5.transforms.output.finalize import SUMMARY
 from root2hdf5.transforms.output.hdf5_files import is_local
 from root2hdf5.transforms.physics.kinematics import describe_roles
 from root2hdf5.transforms.read.sources import expand_files
-from root2hdf5.transforms.read.trees import check_branches, open_tree
+from root2hdf5.transforms.read.trees import check_branches, one_value_per_entry, open_tree, read_arrays
+from root2hdf5.transforms.stats.degenerate import event_number_problem
 
 log = logging.getLogger("root2hdf5")
 
@@ -41,19 +43,19 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     log.info("%d input files in %d samples", len(files), len(cfg.samples))
     plan = make_plan(cfg, files)
     _log_roles(cfg)
-    check_inputs(plan)
+    warnings = check_inputs(plan, cfg.checks.allow)
     beam_args = beam_args or []
     out = prepare_output(cfg.output.dir, overwrite)
     outputs = [out]
     try:
         watch = progress_every > 0 and is_local(out.tmp) and runs_locally(beam_args)
         progress_dir = os.path.join(out.tmp, progress.FOLDER) if watch else None
-        sink = plan.sink(out.path, out.tmp, overwrite, progress_dir=progress_dir)
+        sink = plan.sink(out.path, out.tmp, overwrite, progress_dir=progress_dir, warnings=warnings)
         variations = []
         for variation in plan.variations:
             outputs.append(prepare_output(variation_dir(cfg.output.dir, variation.spec.name), overwrite))
             variations.append((variation, plan.sink(outputs[-1].path, outputs[-1].tmp, overwrite, variation,
-                                                    progress_dir)))
+                                                    progress_dir, warnings)))
         log.info("constituent features: %s", plan.features.get("constituents", []))
         log.info("jet features: %s", plan.features["jets"])
         shards = len(outputs) * sum(n for _, n in plan.shards)
@@ -73,7 +75,17 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
         log.info("progress: done: read %s entries of %d files, wrote %s %s in %s shards [%s]",
                  f"{total['events']:,}", len(files), f"{total['written']:,}", plan.split.rows, shards,
                  progress.duration(report["seconds"]))
+    _fail_on_problems(report, cfg.output.dir)
     return report
+
+
+def _fail_on_problems(report: dict, out_dir: str) -> None:
+    """A degenerate result the config does not accept fails the run (exit code != 0), after it is written."""
+    problems = report.get("problems", [])
+    if problems:
+        checks = sorted({p["check"] for p in problems})
+        raise InputError(f"{'; '.join(p['message'] for p in problems)}. The output in {out_dir} is complete but "
+                         f"not usable as a training set; fix the input, or accept this with checks.allow: {checks}")
 
 
 def _log_roles(cfg: Config) -> None:
@@ -95,20 +107,29 @@ def variation_dir(out_dir: str, name: str) -> str:
     return FileSystems.join(out_dir.rstrip("/") or "/", "variations", name)
 
 
-def check_inputs(plan: Plan) -> None:
+def check_inputs(plan: Plan, allow=()) -> tuple[str, ...]:
     """Open the first file of every sample on the driver and check its tree and branches (with
-    `input.on_error: skip`, problems are left to the workers, which skip the file). Friend files are never
-    skipped: a missing partner file would silently turn into unmatched events."""
+    `input.on_error: skip`, problems are left to the workers, which skip the file), and its event numbers
+    (transforms.stats.degenerate). Friend files are never skipped: a missing partner file would silently
+    turn into unmatched events. Returns the warnings for the report (degenerate input `allow` accepts)."""
+    warnings = []
     for first in _first_files(plan.files):
         try:
-            _check_file(first, plan.branches)
+            problem = _check_file(first, plan.branches)
         except InputError as err:
             if not plan.skip_errors:
                 raise
             log.warning("%s (the file will be skipped)", err)
+            continue
+        if problem and "few_event_numbers" not in allow:
+            raise InputError(f"{problem}; or accept it with checks.allow: [few_event_numbers]")
+        if problem:
+            log.warning("%s", problem)
+            warnings.append(problem)
     for friend in plan.friends:
         for first in _first_files(friend.files):
             _check_file(first, friend.branches)
+    return tuple(warnings)
 
 
 def _first_files(files):
@@ -118,10 +139,21 @@ def _first_files(files):
     return list(seen.values())
 
 
-def _check_file(spec, branches) -> None:
+# event numbers read from the first file to see whether they number the events
+EVENT_NUMBER_PEEK = 100_000
+
+
+def _check_file(spec, branches) -> str | None:
+    """Check a file's tree and branches; returns a message when its event numbers are degenerate."""
     tree = open_tree(spec.path, spec.tree)
     try:
         check_branches(tree, branches, spec.path)
+        if not branches.event_number:
+            return None
+        where = f"{spec.path}: tree {spec.tree!r}"
+        values = read_arrays(tree, [branches.event_number], entry_stop=min(tree.num_entries, EVENT_NUMBER_PEEK))
+        values = one_value_per_entry(values, [branches.event_number], where)[branches.event_number]
+        return event_number_problem(ak.to_numpy(values), branches.event_number, where)
     finally:
         tree.file.close()
 

@@ -251,6 +251,13 @@ class VariationConfig:
 
 
 @dataclass
+class ChecksConfig:
+    """Checks of degenerate input that stop a run (exit code != 0) unless listed in `allow`."""
+
+    allow: list[Literal["few_event_numbers", "empty_split", "empty_norm"]] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     samples: list[SampleConfig]
     record: Literal["jet", "event"] = "jet"  # jet: one row per jet; event: one row per event (see `events`)
@@ -270,6 +277,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     images: list[ImageConfig] = field(default_factory=list)
     variations: list[VariationConfig] = field(default_factory=list)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
 
     @property
     def jet_roles(self) -> dict[str, str]:

@@ -36,6 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from root2hdf5.transforms.core.errors import OutputError, Root2Hdf5Error, output_errors
 from root2hdf5.transforms.core.records import ShardResult
 from root2hdf5.transforms.output.hdf5_files import DatasetSpec, children, exists, files_in
+from root2hdf5.transforms.stats.degenerate import feature_warnings, split_problems
 from root2hdf5.transforms.stats.moments import norm_dict
 from root2hdf5.transforms.stats.report import build_report
 
@@ -87,6 +88,8 @@ class SinkSpec:
     record: str = "jet"  # what a row is: jet, or event (record: event)
     friends: tuple = ()  # names of the friend trees joined (record: event), for the report
     progress_dir: str | None = None  # local runs: where workers leave progress markers
+    warnings: tuple = ()  # found on the driver (degenerate input that checks.allow accepts), for the report
+    allow: tuple = ()  # checks.allow: degenerate-input checks that only warn
 
     @property
     def spill_dir(self) -> str:
@@ -141,6 +144,7 @@ class Finalize(beam.DoFn):
         if norm is not None:  # named as the datasets are on disk (record: event writes `jets` as `events`)
             norm = {fmt.public_name(name): values for name, values in norm.items()}
             report["stats"] = {"file": NORM, "over": "train", "standardized": spec.standardized}
+        self._degenerate(report, norm)
         names = [published_shard(r.split, r.shard, spec.shards[r.split], fmt) for r in results]
         for result, name in zip(results, names):
             _rename(result.path, FileSystems.join(staged_shards, name.replace("/", "--")))
@@ -160,6 +164,22 @@ class Finalize(beam.DoFn):
         _write_text(FileSystems.join(staging, SUMMARY), json.dumps(report, indent=1))
         published.append(SUMMARY)
         return names, published
+
+    def _degenerate(self, report: dict, norm: dict | None) -> None:
+        """Warnings and problems of degenerate input into the report (transforms.stats.degenerate); the driver
+        fails the run on a problem that checks.allow does not list."""
+        spec = self.spec
+        rows = "events" if spec.record == "event" else "jets"
+        problems = split_problems(report, list(spec.shards), norm, rows)
+        warnings = list(spec.warnings) + [p["message"] for p in problems if p["check"] in spec.allow]
+        warnings += feature_warnings(norm)
+        for text in warnings:
+            log.warning("%s", text)
+        if warnings:
+            report["warnings"] = warnings
+        failing = [p for p in problems if p["check"] not in spec.allow]
+        if failing:
+            report["problems"] = failing
 
     def _publish(self, names: list[str], published: list[str]) -> None:
         """Step 3: staged files into the output directory, shards first, summary.json last."""
