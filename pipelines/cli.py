@@ -108,15 +108,20 @@ def cmd_inspect(args, beam_args) -> int:
 def cmd_init(args, beam_args) -> int:
     from root2hdf5.pipelines.tools.init_config import guess, render
 
-    text = render(guess(args.rootfile, args.tree), args.rootfile)
-    if args.output in (None, "-"):
+    to_file = args.output not in (None, "-")
+    if to_file and os.path.exists(args.output) and not args.force:
+        raise Root2Hdf5Error(f"{args.output} exists; pass --force to replace it")
+    g = guess(args.rootfile, args.tree)
+    text = render(g, args.rootfile, args.output if to_file else None)
+    for note in g.unsure:
+        print(f"root2hdf5 init: unsure: {note}", file=sys.stderr)
+    if not to_file:
         print(text)
         return 0
-    if os.path.exists(args.output) and not args.force:
-        raise Root2Hdf5Error(f"{args.output} exists; pass --force to replace it")
     with open(args.output, "w") as handle:
         handle.write(text)
-    print(f"wrote {args.output}; check the lines marked GUESS and the labels, then: root2hdf5 run {args.output}")
+    print(f"wrote {args.output}; check the lines marked GUESS{' and UNSURE' if g.unsure else ''} and the labels, "
+          f"then: root2hdf5 run {args.output}")
     return 0
 
 
@@ -179,7 +184,7 @@ def parser() -> argparse.ArgumentParser:
     ins.set_defaults(func=cmd_inspect, quiet=True)
     ini = sub.add_parser("init", help="write a starter config from a ROOT file's trees and branches")
     ini.add_argument("rootfile")
-    ini.add_argument("--tree", help="the tree to use (default: the one with the most entries)")
+    ini.add_argument("--tree", help="the tree to use (default: the one with the most entries, metadata trees aside)")
     ini.add_argument("-o", "--output", help="config file to write (default: print it)")
     ini.add_argument("--force", action="store_true", help="replace an existing config file")
     ini.set_defaults(func=cmd_init, quiet=True)

@@ -1,12 +1,25 @@
-"""`root2hdf5 init ROOTFILE`: a starter config from what a file holds.
+"""`root2hdf5 init ROOTFILE`: a starter config from what a file holds, right or saying where it is unsure.
 
-The layout follows from the jagged depth of the branches, read from the first entries: lists of lists
-(`vector<vector<float>>`) are constituents of jets stored per event (`layout: events`); with at most one list
-level, list branches are the constituents of one jet per entry (`layout: jets`) when their names look like
-constituents, else the jets of an event (an event tree without constituents, e.g. NanoAOD). Jet branches are
-the list branches with the same jet counts as the constituents; names decide the rest (event number,
-weight, truth). The result is a commented YAML the user finishes (labels, selection), never a silent
-guess: every choice made from names is marked.
+The event tree and its branches come from pipelines.tools.file_survey (metadata first, then one read of the
+first entries of the branches that matter). Branches are grouped into collections by their names
+(`Jet_pt` -> Jet, `AnalysisJetsAuxDyn.pt` -> AnalysisJetsAuxDyn, `Jet/Jet.PT` -> Jet) and a collection's
+kinematics are read from the last component of its names (transforms.physics.kinematics). Then:
+
+* jets: the jet collection with kinematics, preferring one that constituents are linked to (PFNano's
+  FatJet), then the plain one (`Jet`, `AnalysisJets`, `AK4CHS`) over large-R, truth and special ones, which
+  are named as comments;
+* constituents: per-jet lists of lists with the jets' counts (not fixed-size arrays like `Jet.Tau[5]`, nor
+  per-vertex values like PHYSLITE's `NumTrkPt500`, whose lists have the same length for every jet of an
+  event), or a per-event collection reached through link rows (`FatJetPFCands_jetIdx` +
+  `FatJetPFCands_pFCandsIdx` -> `PFCands_*`); with one entry per jet (`layout: jets`), the lists of a
+  constituent-like collection beside per-jet scalars;
+* the event number: a branch named like one (`eventNumber`, `event`, `evtNum`, `mcEventNumber`, Delphes'
+  `Event/Event.Number`) whose values actually number the events (Delphes' `Event` is 1 in every entry);
+* the weight: a scalar named like an event weight (`mcEventWeight`, `genWeight`, `weight`), never a
+  variation (`weight_NNPDF...`) or a list.
+
+Records (ElementLinks, TRefs) are never proposed. Every choice made from names is marked GUESS, every
+choice with no good candidate UNSURE, and the alternatives not chosen are named in comments.
 """
 from __future__ import annotations
 
@@ -16,33 +29,36 @@ import os
 import re
 from dataclasses import dataclass, field
 
-import awkward as ak
 import numpy as np
-import uproot
 
+from root2hdf5.pipelines.tools.file_survey import PEEK_ENTRIES, Branch, Survey
 from root2hdf5.transforms.core.errors import InputError
-from root2hdf5.transforms.physics.kinematics import infer_roles
-from root2hdf5.transforms.read.trees import open_tree
+from root2hdf5.transforms.physics.kinematics import infer_roles, leaf, role_of
 
-PEEK_ENTRIES = 500
-CONSTITUENT_NAME = re.compile(r"constit|clus|trk|track|pfcand|^part_|_pf_|tower", re.I)
-EVENT_NUMBER_NAME = re.compile(r"event.?number|^event$|^evt$", re.I)
-WEIGHT_NAME = re.compile(r"weight", re.I)
-EVENT_WEIGHT_NAME = re.compile(r"^(mc|gen)?(event)?_?weight$|mcEventWeight|EventWeight$|^genWeight$", re.I)
+CONSTITUENT_NAME = re.compile(r"constit|clus|pfcand|^part_|_pf_|tower|^eflow", re.I)
+JET_NAME = re.compile(r"jet|^(ak|ca)\d+", re.I)
 TRUTH_NAME = re.compile(r"true|truth|^gen|_gen", re.I)
-JET_NAME = re.compile(r"jet", re.I)
-PLAIN_JET_NAME = re.compile(r"^jets?_", re.I)  # `Jet_pt` rather than `FatJet_pt` or `SoftActivityJet...`
-# event-level quantities commonly fed to taggers beside the jets (pile-up conditions)
-EVENT_CONTEXT_NAME = re.compile(r"rho|npv|interactions|pileup_npu|^mu$", re.I)
+PLAIN_JET = re.compile(r"^(analysis)?jets?(auxdyn)?$|^ak4(chs|puppi)?$", re.I)  # Jet, AnalysisJets, AK4CHS
+EVENT_NUMBER_WORD = re.compile(r"^(mc)?event(number|num|nr|no)?$|^evt(num|number|no)?$", re.I)
+WEIGHT_WORDS = ("mceventweight", "genweight", "eventweight", "evtweight", "mcweight", "weight")
+EVENT_CONTEXT_NAME = re.compile(r"rho|npv|interactionspercrossing|pileup_npu|^mu$|^pv_npvs$", re.I)
+INDEX_LEAF = re.compile(r"idx$", re.I)
 
 
-@dataclass
-class Branch:
-    name: str
-    depth: int  # 1 scalar per entry, 2 list, 3 list of lists
-    counts: tuple | None = None  # outer list lengths of the peeked entries, to group collections
-    inner: np.ndarray | None = None  # lengths of the inner lists (depth 3)
-    median: float | None = None  # of all values peeked (tells MeV from GeV for pT)
+def collection(name: str) -> str:
+    """The collection a branch belongs to, from its name: `Jet/Jet.PT` -> Jet, `AnalysisJetsAuxDyn.pt` ->
+    AnalysisJetsAuxDyn, `FatJet_pt` -> FatJet, `jetbtag` -> jetbtag."""
+    if "/" in name:
+        return name.split("/", 1)[0]
+    if "." in name:
+        return name.rsplit(".", 1)[0]
+    return name.split("_", 1)[0]
+
+
+def _words(name: str) -> list[str]:
+    """The last component of a name and its part after the last underscore, lower-case."""
+    word = leaf(name).lower()
+    return [word, word.rsplit("_", 1)[-1]] if "_" in word else [word]
 
 
 @dataclass
@@ -53,135 +69,333 @@ class Guess:
     jets: list[str] = field(default_factory=list)
     truth: list[str] = field(default_factory=list)
     constituents: list[str] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)  # event-level branches (context first)
+    context: list[str] = field(default_factory=list)
     event_number: str | None = None
     weight: str | None = None
+    links: dict[str, str] | None = None  # input.constituent_links
     multiplicity: np.ndarray | None = None
     jet_pt_median: float | None = None
     skipped: list[str] = field(default_factory=list)
+    peeked: int = PEEK_ENTRIES
+    notes: list[str] = field(default_factory=list)  # comments: alternatives not chosen, what was left out
+    unsure: list[str] = field(default_factory=list)  # what the user must decide
+    other_trees: list[str] = field(default_factory=list)
+    metadata_trees: list[str] = field(default_factory=list)
 
 
-def pick_tree(path: str, tree: str | None) -> str:
-    if tree:
-        return tree
-    try:
-        handle = uproot.open(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file does not exist") from None
-    except Exception as err:
-        raise InputError(f"{path}: cannot be opened as a ROOT file ({type(err).__name__}: {err})") from None
-    with handle:
-        trees = [k for k, cls in handle.classnames(cycle=False).items() if cls in ("TTree", "ROOT::RNTuple")]
-        if not trees:
-            raise InputError(f"{path}: holds no TTree or RNTuple")
-        # the main tree is the one with the most entries (ties: the most branches)
-        return max(trees, key=lambda k: (handle[k].num_entries, len(handle[k].keys())))
+@dataclass
+class _Collection:
+    name: str
+    depth: int
+    branches: list[Branch]
+
+    @property
+    def names(self) -> list[str]:
+        return [b.name for b in self.branches]
+
+    def roles(self) -> dict[str, str]:
+        return infer_roles(self.names)
+
+    def exact_pt(self) -> bool:
+        return any(role_of(b.name) == ("pt", True) for b in self.branches)
+
+    def kinematic(self) -> bool:
+        return bool({"pt", "px"} & set(self.roles()))
 
 
-def _read(tree, names: list[str], stop: int) -> dict:
-    """The first entries of `names`, in one read when every branch is readable, else one by one."""
-    try:
-        arrays = tree.arrays(names, entry_stop=stop, library="ak")
-        return {name: arrays[name] for name in names}
-    except Exception:
-        out = {}
-        for name in names:
-            try:
-                out[name] = tree.arrays([name], entry_stop=stop, library="ak")[name]
-            except Exception:  # strings, objects, unsplit classes: not training inputs
-                out[name] = None
-        return out
+def _collections(branches: list[Branch], depth: int) -> list[_Collection]:
+    groups: dict[str, list[Branch]] = {}
+    for b in branches:
+        if b.depth == depth and not b.regular:
+            groups.setdefault(collection(b.name), []).append(b)
+    return [_Collection(name, depth, bs) for name, bs in groups.items()]
 
 
-def peek(tree, names: list[str]) -> tuple[list[Branch], list[str]]:
-    """Depth and list lengths of every readable numeric branch over the first entries."""
-    branches, skipped = [], []
-    for name, values in _read(tree, names, min(tree.num_entries, PEEK_ENTRIES)).items():
-        try:
-            if values is None:
-                raise TypeError("unreadable")
-            leaf = ak.flatten(values, axis=None)
-            if not isinstance(ak.to_layout(leaf), ak.contents.NumpyArray) or np.asarray(leaf).dtype.kind not in "fiub":
-                raise TypeError("not numeric")
-        except Exception:
-            skipped.append(name)
+def _constituent_like(c: _Collection) -> bool:
+    return sum(bool(CONSTITUENT_NAME.search(b.name)) for b in c.branches) > len(c.branches) / 2
+
+
+def _links(d2: list[_Collection]) -> tuple[_Collection, _Collection, dict[str, str]] | None:
+    """PFNano-style link rows: a collection with a `jetIdx` branch and an `<X>Idx` branch naming another
+    collection X; the jets are the collection whose name starts the link collection's (FatJet for
+    FatJetPFCands). Returns (jets, constituents, links)."""
+    by_name = {c.name.lower(): c for c in d2}
+    for c in d2:
+        jet_index = [b.name for b in c.branches if _words(b.name)[-1] == "jetidx"]
+        if not jet_index:
             continue
-        depth = values.ndim
-        if depth > 3:
-            skipped.append(name)
+        for b in c.branches:
+            word = _words(b.name)[-1]
+            target = by_name.get(word[:-3]) if INDEX_LEAF.search(word) and word != "jetidx" else None
+            if target is None or target is c:
+                continue
+            jets = max((j for j in d2 if c.name.lower().startswith(j.name.lower()) and j is not c and j.kinematic()),
+                       key=lambda j: len(j.name), default=None)
+            if jets is not None:
+                return jets, target, {"jet_index": jet_index[0], "index": b.name}
+    return None
+
+
+def _jet_score(c: _Collection) -> tuple:
+    return (not TRUTH_NAME.search(c.name), bool(PLAIN_JET.search(c.name)), c.exact_pt(), len(c.branches))
+
+
+def _per_vertex(inner: np.ndarray, counts: np.ndarray) -> bool:
+    """Lists whose length is the same for every jet of an event (PHYSLITE's NumTrkPt500 has one value per
+    primary vertex), in at least 90% of the events with two or more jets: not constituents."""
+    starts = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    multi = counts >= 2
+    if multi.sum() < 3:
+        return False
+    first = inner[starts[multi]]
+    same = np.ones(int(multi.sum()), bool)
+    for k in range(1, int(counts[multi].max())):  # a few jets per event: a loop over jet positions only
+        has = counts[multi] > k
+        same[has] &= inner[starts[multi][has] + k] == first[has]
+    return same.mean() >= 0.9
+
+
+def _event_number_candidates(s: Survey) -> list[Branch]:
+    return [b for b in s.branches.values() if (b.depth == 1 or b.depth == 2) and b.integer and (
+        any(EVENT_NUMBER_WORD.match(w) for w in _words(b.name))
+        or (leaf(b.name).lower() == "number" and collection(b.name).lower() == "event"))]
+
+
+def _weight_candidates(s: Survey) -> list[Branch]:
+    return [b for b in s.branches.values() if b.depth == 1 and not b.integer
+            and any(w in WEIGHT_WORDS for w in _words(b.name))]
+
+
+def _event_number(s: Survey, g: Guess, candidates: list[Branch]) -> None:
+    good, rejected = [], []
+    for b in candidates:
+        if b.name not in s.branches or not (b.depth == 1 or b.single):
             continue
-        counts = tuple(ak.to_numpy(ak.num(values, axis=1)).tolist()) if depth >= 2 else None
-        inner = ak.to_numpy(ak.flatten(ak.num(values, axis=2))) if depth == 3 else None
-        median = float(np.median(np.asarray(leaf))) if len(leaf) else None
-        branches.append(Branch(name, depth, counts, inner, median))
-    return branches, skipped
+        n = len(b.values)
+        if n >= 2 and (b.distinct == 1 or b.distinct < 0.01 * n):
+            rejected.append(f"{b.name} ({b.distinct} distinct value{'s' if b.distinct > 1 else ''} in {n} entries)")
+        else:
+            good.append(b)
+    good.sort(key=lambda b: (b.single, -b.distinct / max(len(b.values), 1), not EVENT_NUMBER_WORD.match(
+        leaf(b.name)), len(b.name)))
+    if good:
+        g.event_number = good[0].name
+        if len(good) > 1:
+            g.notes.append("other event-number branches: " + ", ".join(b.name for b in good[1:]))
+    if rejected:
+        g.notes.append("not an event number (too few distinct values): " + ", ".join(rejected))
 
 
-def _groups(branches: list[Branch]) -> list[list[Branch]]:
-    """List branches sharing their list lengths and name prefix: one collection each."""
-    groups: dict[tuple, list[Branch]] = {}
-    for b in branches:  # collections with equal lengths by chance stay apart by their name prefix
-        groups.setdefault((b.counts, b.name.split("_", 1)[0].lower()), []).append(b)
-    return list(groups.values())
+def _weight(s: Survey, g: Guess, candidates: list[Branch]) -> None:
+    named = [b for b in s.branches.values() if "weight" in leaf(b.name).lower()]
+    candidates = [b for b in candidates if b.name in s.branches and b.finite]
+    candidates.sort(key=lambda b: min(WEIGHT_WORDS.index(w) for w in _words(b.name) if w in WEIGHT_WORDS))
+    if candidates:
+        g.weight = candidates[0].name
+    others = [b.name for b in named if b.name != g.weight and b.depth == 1]
+    lists = [b.name for b in named if b.depth == 2 and not JET_NAME.search(collection(b.name))]
+    if others:
+        g.notes.append("other weight branches (variations?): " + ", ".join(others[:8])
+                       + (f" ... ({len(others) - 8} more)" if len(others) > 8 else ""))
+    if lists:
+        g.notes.append("weights stored as a list per event (weights.branch needs one value per event; in "
+                       "record: event write `name`[0]): " + ", ".join(lists[:6]))
 
 
-def _largest_group(branches: list[Branch], *prefer) -> list[Branch]:
-    """The collection with the most names matching the `prefer` patterns (in order), then the largest."""
-    groups = _groups(branches)
-    if not groups:
-        return []
-    return max(groups, key=lambda g: (*(sum(bool(p.search(b.name)) for b in g) for p in prefer), len(g)))
+def _finite_numeric(s: Survey, names: list[str], g: Guess) -> list[str]:
+    """The names that were read, left out with a note if they hold NaN or Inf in the first entries."""
+    bad = [n for n in names if n in s.branches and not s.branches[n].finite]
+    if bad:
+        g.notes.append("non-finite values (NaN/Inf) in the first entries, left out (or set input.on_nonfinite): "
+                       + ", ".join(bad))
+    return [n for n in names if n in s.branches and n not in bad]
+
+
+def _kinematics_first(names: list[str]) -> list[str]:
+    """pT, eta, phi first (the calibrated `.pt` before a prefixed `JetConstitScaleMomentum_pt`), then the rest
+    in the file's order."""
+    roles = infer_roles(names)
+    first = [roles[r] for r in ("pt", "eta", "phi") if r in roles]
+    return list(dict.fromkeys(first + names))
 
 
 def guess(path: str, tree_name: str | None = None) -> Guess:
-    tree_name = pick_tree(path, tree_name)
-    tree = open_tree(path, tree_name)
-    try:
-        branches, skipped = peek(tree, list(tree.keys()))
-        entries = tree.num_entries
-    finally:
-        tree.file.close()
-    if not branches:
-        raise InputError(f"{path}: tree {tree_name!r} has no numeric branches")
-    by_depth = {d: [b for b in branches if b.depth == d] for d in (1, 2, 3)}
-    scalars = [b.name for b in by_depth[1]]
-    event_number = next((n for n in scalars if EVENT_NUMBER_NAME.search(n)), None)
-    weight = next((n for n in scalars if EVENT_WEIGHT_NAME.search(n)), None) or \
-        next((n for n in scalars if WEIGHT_NAME.search(n)), None)
-    bookkeeping = {event_number, weight}
+    with Survey(path, tree_name) as s:
+        return _guess(s)
 
-    if by_depth[3]:
-        constituents = _largest_group(by_depth[3], CONSTITUENT_NAME)
-        jets = [b for b in by_depth[2] if b.counts == constituents[0].counts]
-        g = Guess(tree_name, entries, "events", constituents=[b.name for b in constituents],
-                  multiplicity=constituents[0].inner)
-        g.jets = [b.name for b in jets if not TRUTH_NAME.search(b.name)]
-        g.truth = [b.name for b in jets if TRUTH_NAME.search(b.name)]
-        g.events = [n for n in scalars if n not in bookkeeping]
-    elif constituent_like := [g for g in _groups(by_depth[2])
-                              if sum(bool(CONSTITUENT_NAME.search(b.name)) for b in g) > len(g) / 2]:
-        constituents = max(constituent_like, key=len)
-        g = Guess(tree_name, entries, "jets", constituents=[b.name for b in constituents],
-                  multiplicity=np.asarray(constituents[0].counts))
-        per_jet = [n for n in scalars if n not in bookkeeping]
-        g.jets = [n for n in per_jet if not TRUTH_NAME.search(n)]
-        g.truth = [n for n in per_jet if TRUTH_NAME.search(n)]
-    elif by_depth[2]:  # jets of an event, no constituents (NanoAOD, HZZ ...)
-        jets = _largest_group(by_depth[2], PLAIN_JET_NAME, JET_NAME)
-        g = Guess(tree_name, entries, "events")
-        g.jets = [b.name for b in jets if not TRUTH_NAME.search(b.name)]
-        g.truth = [b.name for b in jets if TRUTH_NAME.search(b.name)]
-        g.events = [n for n in scalars if n not in bookkeeping]
+
+@dataclass
+class _Plan:
+    """What the names alone say, before any value is read."""
+
+    kind: str  # linked, jets (one entry per jet), events, fallback (no jet collection), lists (lists of lists only)
+    main: _Collection | None = None
+    jet_like: list[_Collection] = field(default_factory=list)
+    candidates: _Collection | None = None  # linked constituents, or the constituent lists of layout jets
+    links: dict[str, str] | None = None
+    constituent_lists: list[Branch] = field(default_factory=list)  # depth-3 candidates
+    companions: list[str] = field(default_factory=list)  # single-branch jet collections (jetbtag beside jetp4)
+    per_jet: list[str] = field(default_factory=list)  # layout jets: the scalars
+
+    def names(self) -> list[str]:
+        out = list(self.main.names) if self.main else []
+        out += self.candidates.names if self.candidates else []
+        out += [self.links["jet_index"]] if self.links else []
+        return out + [b.name for b in self.constituent_lists] + self.companions + self.per_jet
+
+
+def _plan(s: Survey) -> _Plan:
+    branches = list(s.branches.values())
+    d2 = _collections(branches, 2)
+    d3 = [b for b in branches if b.depth == 3 and not b.regular]
+    scalars = [b.name for b in branches if b.depth == 1]
+    jet_like = [c for c in d2 if JET_NAME.search(c.name) and c.kinematic() and not _constituent_like(c)]
+    linked = _links(d2)
+    per_jet_scalars = [n for n in scalars if JET_NAME.search(collection(n)) and role_of(n) and
+                       role_of(n)[0] in ("pt", "px")]
+    constituent_lists = [c for c in d2 if _constituent_like(c) and c.kinematic()]
+    if linked is not None:
+        jets, cands, links = linked
+        return _Plan("linked", jets, jet_like, cands, links)
+    if not jet_like and per_jet_scalars and constituent_lists:
+        return _Plan("jets", candidates=max(constituent_lists, key=lambda c: len(c.branches)), per_jet=scalars)
+    if jet_like or d2:
+        kind = "events" if jet_like else "fallback"
+        if jet_like:
+            main = max(jet_like, key=_jet_score)
+        else:
+            main = max([c for c in d2 if c.kinematic()] or d2, key=lambda c: (c.exact_pt(), len(c.branches)))
+        companions = [c.names[0] for c in d2 if c is not main and len(c.branches) == 1
+                      and JET_NAME.search(c.name) and not c.kinematic()]
+        lists = [b for b in d3 if collection(b.name) == main.name or CONSTITUENT_NAME.search(b.name)]
+        return _Plan(kind, main, jet_like, constituent_lists=lists, companions=companions)
+    if d3:
+        return _Plan("lists", constituent_lists=d3)
+    raise InputError(f"{s.path}: tree {s.tree!r} has no list branches (no jets or constituents to flatten); its "
+                     f"branches: {', '.join(scalars[:10])}{' ...' if len(scalars) > 10 else ''}")
+
+
+def _guess(s: Survey) -> Guess:
+    g = Guess(s.tree, s.entries, "events", peeked=s.peeked, other_trees=s.other_trees,
+              metadata_trees=s.metadata_trees)
+    if s.unsure_tree:
+        g.unsure.append(f"tree {s.tree!r} was chosen among trees with as many entries: {', '.join(s.other_trees)}; "
+                        "pass --tree to choose")
+    plan = _plan(s)
+    numbers, weights = _event_number_candidates(s), _weight_candidates(s)
+    context = [b.name for b in s.branches.values() if b.depth == 1 and not TRUTH_NAME.search(b.name)
+               and any(EVENT_CONTEXT_NAME.search(w) for w in _words(b.name))]
+    s.peek([b.name for b in numbers + weights] + context + plan.names())  # one read for every decision
+    _event_number(s, g, numbers)
+    _weight(s, g, weights)
+    if plan.kind == "linked":
+        g.links = plan.links
+        _events_layout(s, g, plan)
+        g.constituents = _kinematics_first(_finite_numeric(s, plan.candidates.names, g))
+        jet_index = s.branches.get(plan.links["jet_index"])
+        if jet_index is not None and jet_index.counts is not None and jet_index.counts.sum():  # links per jet
+            event = np.repeat(np.arange(len(jet_index.counts), dtype=np.int64), jet_index.counts)
+            _, g.multiplicity = np.unique(np.column_stack([event, jet_index.flat.astype(np.int64)]), axis=0,
+                                          return_counts=True)
+    elif plan.kind == "jets":
+        _jets_layout(s, g, plan)
+    elif plan.kind in ("events", "fallback"):
+        if plan.kind == "fallback":
+            g.unsure.append(f"no jet collection found; the {plan.main.name} collection plays the jets' part")
+        _events_layout(s, g, plan)
     else:
-        raise InputError(f"{path}: tree {tree_name!r} has no list branches (no jets or constituents to "
-                         f"flatten); its branches: {', '.join(scalars[:10])}{' ...' if len(scalars) > 10 else ''}")
-    g.event_number, g.weight, g.skipped = event_number, weight, skipped
+        g.constituents = [b.name for b in plan.constituent_lists if b.name in s.branches]
+        g.multiplicity = s.branches[g.constituents[0]].inner if g.constituents else None
+    if g.layout == "events":
+        g.context = _finite_numeric(s, [n for n in context if n not in (g.event_number, g.weight)], g)
+    g.events = g.context
+    if g.layout == "jets" and g.event_number is None:
+        g.unsure.append("one entry per jet but no event-number branch: jets of one event may land in different "
+                        "splits; set input.event_number")
+    g.skipped = sorted(s.skipped)
     pt = infer_roles(g.jets).get("pt")
-    g.jet_pt_median = next((b.median for b in branches if b.name == pt), None)
+    g.jet_pt_median = s.branches[pt].median if pt in s.branches else None
+    _delphes_constituents(s, g)
     return g
 
 
-def _names(values: list[str], indent: int, width: int = 96) -> str:
+def _events_layout(s: Survey, g: Guess, plan: _Plan) -> None:
+    main = plan.main
+    names = [n for n in main.names if n in s.branches]
+    if not names:
+        raise InputError(f"{s.path}: the branches of collection {main.name!r} cannot be read")
+    counts = s.branches[names[0]].counts
+    # per-jet branches of their own (jetbtag, jetid beside the TLorentzVector jetp4): the same counts
+    companions = [n for n in plan.companions if n in s.branches and np.array_equal(s.branches[n].counts, counts)]
+    secondary = [n for n in names if s.branches[n].lorentz not in (None, main.name)]  # Delphes: Jet.SoftDroppedJet
+    if secondary:
+        g.notes.append("other four-vectors of the jets, left out: "
+                       + ", ".join(sorted({s.branches[n].lorentz for n in secondary})))
+    names = _finite_numeric(s, [n for n in names if n not in secondary] + companions, g)
+    g.jets = _kinematics_first([n for n in names if not TRUTH_NAME.search(leaf(n))])
+    g.truth = [n for n in names if TRUTH_NAME.search(leaf(n))]
+    others = [c for c in plan.jet_like if c is not main]
+    if others:
+        described = []
+        for c in sorted(others, key=_jet_score, reverse=True):
+            note = " (truth)" if TRUTH_NAME.search(c.name) else ""
+            pt = c.roles().get("pt")
+            if pt and not c.exact_pt() and leaf(pt) != pt:
+                note += f" (kinematics only from {leaf(pt)}: another scale)"
+            described.append(f"{c.name}{note}")
+        g.notes.append("other jet collections (change the branch lists to use one): " + ", ".join(described))
+    pt = main.roles().get("pt")
+    if pt and not main.exact_pt() and leaf(pt) != pt:
+        g.unsure.append(f"the jet pT is {pt}, whose last name component only ends in pt: check it is the scale "
+                        "you want")
+    if g.links is None:
+        _constituents(s, g, plan, counts)
+
+
+def _constituents(s: Survey, g: Guess, plan: _Plan, counts) -> None:
+    same = [b for b in plan.constituent_lists if b.name in s.branches and np.array_equal(b.counts, counts)]
+    per_vertex = [b for b in same if _per_vertex(b.inner, b.counts)]
+    if per_vertex:
+        g.notes.append("lists per jet with one value per vertex (the same length for every jet of an event), not "
+                       "constituents: " + ", ".join(b.name for b in per_vertex))
+    groups: dict[tuple, list[Branch]] = {}
+    for b in same:
+        if b not in per_vertex:
+            groups.setdefault(tuple(b.inner.tolist()), []).append(b)
+    if not groups:
+        return
+    best = max(groups.values(), key=lambda bs: (sum(bool(CONSTITUENT_NAME.search(b.name)) for b in bs), len(bs)))
+    g.constituents = _kinematics_first(_finite_numeric(s, [b.name for b in best], g))
+    g.multiplicity = best[0].inner
+
+
+def _jets_layout(s: Survey, g: Guess, plan: _Plan) -> None:
+    g.layout = "jets"
+    g.constituents = _kinematics_first(_finite_numeric(s, plan.candidates.names, g))
+    g.multiplicity = s.branches[g.constituents[0]].counts if g.constituents else None
+    bookkeeping = {g.event_number, g.weight}
+    names = _finite_numeric(s, [n for n in plan.per_jet if n not in bookkeeping], g)
+    g.jets = _kinematics_first([n for n in names if not TRUTH_NAME.search(n)])
+    g.truth = [n for n in names if TRUTH_NAME.search(n)]
+
+
+def _delphes_constituents(s: Survey, g: Guess) -> None:
+    refs = [n for n, why in s.skipped.items() if "TRef" in why and n.endswith(".Constituents")]
+    if refs:
+        g.notes.append(f"{', '.join(refs)}: TRefArray references into the EFlow* collections, which uproot reads "
+                       "only as Python objects; not supported as constituents")
+
+
+# ------------------------------------------------------------------------------------------------ render
+
+
+def expression_name(name: str) -> str:
+    """A branch as written in an expression: plain or dotted names as they are, others in backticks."""
+    return name if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name) else f"`{name}`"
+
+
+def _names(values: list[str], indent: int, width: int = 110) -> str:
     """A YAML flow list, wrapped."""
     if not values:
         return "[]"
@@ -196,80 +410,92 @@ def _names(values: list[str], indent: int, width: int = 96) -> str:
     return ("\n" + " " * indent).join(lines)
 
 
-def _comment(text: str, names: list[str], limit: int = 12) -> str:
-    """`# text: a, b, c ... (N more)` wrapped into comment lines (a wrapped YAML comment stays a comment)."""
-    shown = ", ".join(names[:limit]) + (f" ... ({len(names) - limit} more)" if len(names) > limit else "")
-    words, lines, line = f"{text}: {shown}".split(" "), [], "  #"
+def _comment(text: str, indent: int = 2) -> list[str]:
+    """`# text` wrapped into comment lines of at most ~110 characters."""
+    words, lines, line = text.split(" "), [], " " * indent + "#"
     for word in words:
-        if len(line) + len(word) > 100 and line != "  #":
+        if len(line) + len(word) > 110 and line.strip() != "#":
             lines.append(line)
-            line = "  #  "
+            line = " " * indent + "#  "
         line += " " + word
-    return "\n".join([*lines, line])
+    return [*lines, line]
 
 
-def render(g: Guess, path: str) -> str:
-    """The commented starter config."""
+def render(g: Guess, path: str, config_path: str | None = None) -> str:
+    """The commented starter config. `config_path`: where it will be written (its `files:` entry is then
+    relative to that folder, as a config's relative paths are read); without it, the file's absolute path."""
     sample = re.sub(r"[^A-Za-z0-9_.+-]", "_", os.path.splitext(os.path.basename(path))[0]) or "sample"
+    if "://" in path:
+        files = path
+    elif config_path:
+        files = os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.abspath(config_path)))
+    else:
+        files = os.path.abspath(path)
     mev = g.jet_pt_median is not None and g.jet_pt_median > 1000
-    jet_roles = infer_roles(g.jets)
-    const_roles = infer_roles(g.constituents)
+    jet_roles, const_roles = infer_roles(g.jets), infer_roles(g.constituents)
     slots = 0
     if g.multiplicity is not None and len(g.multiplicity):
         slots = max(10, int(math.ceil(np.percentile(g.multiplicity, 95) / 10) * 10))
-    out = [
-        f"# Starter config written by `root2hdf5 init {path}` from the first {min(g.entries, PEEK_ENTRIES)} of",
-        f"# {g.entries:,} entries of tree {g.tree!r}. Check every line marked GUESS, set the labels, then run",
-        "#   root2hdf5 run THIS.yaml",
-        "# Keys are described in README.md (\"Config reference\").",
-        "",
-        "samples:",
-        f"  - name: {sample}",
-        f"    files: [{json.dumps(path)}]     # paths, globs, list files or root:// URLs",
-        f"    tree: {g.tree}",
-        "    label: 0                # TODO: one integer class per sample; add your other samples below",
-        "",
-        "input:",
-        f"  layout: {g.layout}" + ("             # GUESS: one entry per event (lists of jets)" if g.layout == "events"
-                                  else "               # GUESS: one entry per jet"),
-    ]
+    out = [f"# Starter config written by `root2hdf5 init {path}` from the first {min(g.entries, g.peeked)} of",
+           f"# {g.entries:,} entries of tree {g.tree!r}. Check every line marked GUESS or UNSURE, set the labels, "
+           "then run",
+           "#   root2hdf5 run THIS.yaml",
+           "# Keys are described in docs/config.md; relative paths are taken from this file's folder."]
+    if g.other_trees:
+        out += _comment(f"other trees in the file: {', '.join(g.other_trees)} (root2hdf5 init --tree NAME)", 0)
+    if g.metadata_trees:
+        out += _comment(f"metadata trees, not events: {', '.join(g.metadata_trees)}", 0)
+    for text in g.unsure:
+        out += _comment(f"UNSURE: {text}", 0)
+    out += ["", "samples:", f"  - name: {sample}",
+            f"    files: [{json.dumps(files)}]     # paths, globs, list files or root:// URLs",
+            f"    tree: {json.dumps(g.tree)}",
+            "    label: 0                # TODO: one integer class per sample; add your other samples below", "",
+            "input:",
+            f"  layout: {g.layout}" + ("             # GUESS: one entry per event (lists of jets)"
+                                      if g.layout == "events" else "               # GUESS: one entry per jet")]
     if g.layout == "events":
         out.append("  leading_jets: 2           # jets kept per event, highest pT first")
     if g.event_number:
-        out.append(f"  event_number: {g.event_number}     # GUESS: jets of one event go to the same split")
+        out.append(f"  event_number: {json.dumps(g.event_number)}     # GUESS: jets of one event go to the same split")
     else:
         out.append("  # event_number: ...        # no event-number branch found: splits are then per entry")
     out.append(f"  jet_branches: {_names(g.jets, 16)}")
     if g.truth:
-        out.append(_comment("truth or alternative jets (regression targets? see jet_collections)", g.truth))
+        out += _comment("truth labels or truth jets (categories? regression targets: jet_collections): "
+                        + ", ".join(g.truth[:12]) + (f" ... ({len(g.truth) - 12} more)" if len(g.truth) > 12 else ""))
     out.append(f"  constituent_branches: {_names(g.constituents, 24)}")
+    if g.links:
+        out += ["  constituent_links:         # GUESS: constituents stored per event, linked to the jets by index",
+                f"    jet_index: {json.dumps(g.links['jet_index'])}",
+                f"    index: {json.dumps(g.links['index'])}"]
     if g.layout == "events":
-        context = [n for n in g.events if EVENT_CONTEXT_NAME.search(n)]
-        out.append(f"  event_branches: {_names(context, 18)}   # GUESS: per-event values repeated per jet")
-        others = [n for n in g.events if n not in context]
-        if others:
-            out.append(_comment("other event-level branches", others))
+        out.append(f"  event_branches: {_names(g.events, 18)}   # GUESS: per-event values repeated per jet")
     pt, eta = jet_roles.get("pt"), jet_roles.get("eta")
     if pt:
         cut = "250e3" if mev else "250"
-        selection = f"{pt} > {cut}" + (f" & abs({eta}) < 2" if eta else "")
-        out.append(f"  # selection: \"{selection}\"   # per jet, in the ntuple's units")
+        selection = f"{expression_name(pt)} > {cut}" + (f" & abs({expression_name(eta)}) < 2" if eta else "")
+        out.append(f"  # selection: {json.dumps(selection)}   # per jet, in the ntuple's units")
     out.append("  step_size: 50000           # entries per work unit")
+    for text in g.notes:
+        out += _comment(text)
     if g.constituents:
         out += ["", "constituents:",
                 f"  max: {slots}                   # ~95% of jets have at most this many constituents",
-                f"  sort_by: {const_roles.get('pt', g.constituents[0])}"]
+                f"  sort_by: {json.dumps(const_roles.get('pt', g.constituents[0]))}"]
     out += ["", "preprocess:",
             f"  constituents: {'cartesian' if {'pt', 'eta', 'phi'} <= set(const_roles) else 'raw'}"
-            "   # or raw, lognorm_angular, my_module:my_function (README: Preprocessing)",
+            "   # or raw, lognorm_angular, my_module:my_function (docs/config.md: Preprocessing)",
             "  jets: raw"]
     if mev:
         out.append(f"  unit_scale: 0.001           # GUESS: the median jet pT is {g.jet_pt_median:,.0f}, so MeV -> GeV")
     if g.weight:
-        out += ["", f"weights: {{branch: {g.weight}}}   # GUESS: per-event weight multiplied into `weights`"]
-    out += ["", "split: {train: 0.8, val: 0.1, test: 0.1}",
-            "shuffle: {seed: 42, shards: 8}",
-            f"output: {{dir: out/{sample}, compression: gzip}}", ""]
+        out += ["", f"weights: {{branch: {json.dumps(g.weight)}}}  # GUESS: per-event weight, multiplied in"]
+    out += ["", "split: {train: 0.8, val: 0.1, test: 0.1}"]
+    if g.entries < 200:
+        out += [f"checks: {{allow: [empty_split]}}   # only {g.entries} entries: val or test may get no event"]
+    out += ["shuffle: {seed: 42, shards: 8}", f"output: {{dir: out/{sample}, compression: gzip}}", ""]
     if g.skipped:
-        out.insert(4, _comment("not numeric or not readable as arrays, left out", g.skipped)[2:])
+        shown = ", ".join(g.skipped[:12]) + (f" ... ({len(g.skipped) - 12} more)" if len(g.skipped) > 12 else "")
+        out[4:4] = _comment(f"records, objects or unreadable types, left out: {shown}", 0)
     return "\n".join(out)

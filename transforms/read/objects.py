@@ -78,21 +78,23 @@ def branch_kind(tree, name: str) -> BranchKind:
         branch = tree[name]
     except Exception as err:  # e.g. Delphes' second `Particle` collection, listed but not reachable by name
         return BranchKind("unreadable", reason=f"uproot cannot reach it by name ({type(err).__name__})")
-    typename = str(getattr(branch, "typename", "") or "")
     interpretation = getattr(branch, "interpretation", None)
     if interpretation is None:  # an RNTuple field
         try:
             form = branch.to_akform()[0].content(branch.name)
         except Exception:
-            return BranchKind("numeric", typename)  # decided by the read itself
-        return _kind_of_form(form, typename)
+            return BranchKind("numeric")  # decided by the read itself
+        return _kind_of_form(form, str(getattr(branch, "typename", "") or ""))
+    if _plain_numbers(interpretation):  # the common case, decided without the (costly) C++ type name
+        return BranchKind("numeric")
+    typename = str(getattr(branch, "typename", "") or "")
     if "bitset" in typename:
         return BranchKind("unreadable", typename, reason="uproot cannot read std::bitset values")
     if "TRef" in typename:
         return BranchKind("unreadable", typename, reason="it holds references (TRef/TRefArray) to objects of other "
                           "collections, which uproot reads only as Python objects, not as arrays")
     if type(interpretation).__name__ == "AsGrouped":
-        leaves = tuple(k for k in tree.keys() if k.startswith(name + "/") and not tree[k].branches)
+        leaves = tuple(f"{name}/{k}" for k in branch.keys() if not branch[k].branches)
         return BranchKind("grouped", typename, leaves=leaves)
     if "LorentzVector<" in typename:  # ROOT::Math::LorentzVector written unsplit
         return BranchKind("unreadable", typename, reason="an unsplit ROOT::Math::LorentzVector, which uproot cannot "
@@ -102,6 +104,15 @@ def branch_kind(tree, name: str) -> BranchKind:
     except Exception as err:
         return BranchKind("unreadable", typename, reason=f"uproot cannot read it as arrays ({type(err).__name__})")
     return _kind_of_form(form, typename)
+
+
+def _plain_numbers(interpretation) -> bool:
+    """Numbers or a list of numbers per entry (uproot's AsDtype, AsJagged of AsDtype)."""
+    kind = type(interpretation).__name__
+    if kind == "AsJagged":
+        interpretation = interpretation.content
+        kind = type(interpretation).__name__
+    return kind == "AsDtype"
 
 
 def _kind_of_form(form, typename: str) -> BranchKind:

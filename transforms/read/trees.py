@@ -9,6 +9,7 @@ as a list of one per entry (Delphes' `Event/Event.Number`) is read as that one v
 from __future__ import annotations
 
 import difflib
+import keyword
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -96,9 +97,16 @@ class BranchPlan:
         return [b for b, ndims in allowed.items() if ndims == {1}]
 
 
-# Characters uproot's filter_name takes as glob or regex syntax: `Jet/Jet.Tau[5]` would silently match
-# nothing, `Jet/Jet.PT` would come back as `Jet.PT`. Such names are read as exact keys.
-_NOT_A_FILTER = set("*?[]/")
+# uproot's filter_name takes glob and regex characters as such (`Jet/Jet.Tau[5]` silently matches nothing,
+# `Jet/Jet.PT` comes back as `Jet.PT`), and reads a matched branch whose name is not a Python identifier
+# (`AnalysisJetsAuxDyn.pt`) through get("...") and its expression parser. Such names are passed as exact
+# keys, which uproot looks up without parsing.
+
+
+def _plain(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
 _NAME_PLANS: dict[int, dict] = {}  # id(open tree) -> names -> plan; uproot's trees are not hashable
 
 
@@ -109,7 +117,9 @@ def _name_plan(tree, names: tuple[str, ...]) -> tuple[list[str], list[Derived]]:
         weakref.finalize(tree, _NAME_PLANS.pop, id(tree), None)
     plans = _NAME_PLANS[id(tree)]
     if names not in plans:
-        keys = set(tree.keys())
+        if "" not in plans:  # the keys once per tree: a walk over every branch
+            plans[""] = set(tree.keys())
+        keys = plans[""]
         derived = [d for d in (derived_name(tree, n, keys) for n in names if n not in keys) if d is not None]
         bases = [d.base for d in derived]
         plain = {d.name for d in derived}
@@ -119,15 +129,15 @@ def _name_plan(tree, names: tuple[str, ...]) -> tuple[list[str], list[Derived]]:
 
 def read_arrays(tree, names: list[str], **options):
     """The arrays of exactly `names`, in that order (one record array with a field per name), in one uproot
-    call. Plain names go through `filter_name`, which skips uproot's expression parser: that parser uses
+    call. Identifiers go through `filter_name`, which skips uproot's expression parser: that parser uses
     `ast`, which CPython 3.11 can break with "AST constructor recursion depth mismatch" when threads parse
-    at once (the multi-threaded DirectRunner does). Names with glob characters are passed as exact keys,
-    which uproot looks up without parsing."""
+    at once (the multi-threaded DirectRunner does). Other names (`Jet/Jet.PT`, `AnalysisJetsAuxDyn.pt`) are
+    passed as exact keys, which uproot looks up without parsing. RNTuple names always use filter_name."""
     branches, derived = _name_plan(tree, tuple(names))
-    if any(ch in _NOT_A_FILTER for name in branches for ch in name):
-        arrays = tree.arrays(branches, array_cache=None, **options)
-    else:
+    if is_rntuple(tree) or all(_plain(name) for name in branches):
         arrays = tree.arrays(filter_name=branches, array_cache=None, **options)
+    else:
+        arrays = tree.arrays(branches, array_cache=None, **options)
     if not derived:
         return arrays[names]
     values = {name: arrays[name] for name in branches}
