@@ -2,6 +2,8 @@
 split is not empty, and the rows are what uproot gives: for every event the leading jets by the config's
 ranking branch, each row's jet features equal to the branch values at its `source` (entry, jet), unit-scaled
 where the config scales."""
+import logging
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -84,13 +86,17 @@ def test_init_then_run_gives_what_uproot_gives(name, tmp_path):
         assert np.array_equal(mask.sum(axis=1), np.minimum(n, cfg.constituents.max))
 
 
-def test_physlite_rows_are_the_leading_calibrated_jets_in_gev(tmp_path):
+def test_physlite_rows_are_the_leading_calibrated_jets_in_gev(tmp_path, caplog):
     """Seen 1 (PHYSLITE): 11 of 172 training jets were not the two leading ones and pT stayed in MeV."""
     path = shared_file("uproot-issue-123a.root")
     config = tmp_path / "starter.yaml"
     assert main(["init", str(path), "-o", str(config)]) == 0
     cfg = load_config(config, overrides={"output.dir": str(tmp_path / "out")})
-    run(cfg, IN_MEMORY)
+    with caplog.at_level(logging.INFO, logger="root2hdf5"):
+        run(cfg, IN_MEMORY)
+    log = caplog.text
+    assert "kinematic roles of the jets: pt=AnalysisJetsAuxDyn.pt, eta=AnalysisJetsAuxDyn.eta" in log
+    assert "preprocess.unit_scale 0.001 applies to AnalysisJetsAuxDyn.pt, AnalysisJetsAuxDyn.m, " in log
     train = read_output(str(tmp_path / "out"))["train"]
     pt = uproot.open(path)["CollectionTree"]["AnalysisJetsAuxDyn.pt"].array()
     leading = ak.argsort(pt, axis=1, ascending=False, stable=True)[:, :2]

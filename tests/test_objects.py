@@ -119,3 +119,37 @@ def test_an_event_value_in_a_list_of_one_is_read_as_the_value():
     assert values["Event/Event.Number"].tolist() == ak.flatten(expected).tolist()
     with pytest.raises(InputError, match=r"branch 'Jet/Jet.PT' must hold one value per entry, but entry 0 holds"):
         one_value_per_entry(read_arrays(tree, ["Jet/Jet.PT"]), ["Jet/Jet.PT"], "delphes")
+
+
+def test_quoted_names_in_variables_categories_and_weights(tmp_path):
+    """Seen 4: names with `/` and `.` could not be used in selections or expressions (invalid syntax,
+    'uses Attribute'); here an event-level set of the Delphes file uses them everywhere."""
+    from tests.conftest import IN_MEMORY, run_config
+    from tests.reference import read_output
+
+    path = shared_file("uproot-issue513.root")
+    categories = [{"name": "btag", "label": 1, "selection": "count(`Jet/Jet.BTag` > 0) >= 1"},
+                  {"name": "light", "label": 0, "selection": "count(get('Jet/Jet.BTag') > 0) == 0"}]
+    cfg = {"samples": [{"name": "d", "files": [str(path)], "tree": "Delphes", "categories": categories}],
+           "record": "event",
+           "input": {"event_number": "Event/Event.Number", "selection": "`Jet/Jet.PT`[0] > 30"},
+           "events": {"variables": ["`Jet/Jet.PT`[0]", "lead_eta = abs(`Jet/Jet.Eta`[0])",
+                                    "ht = sum(`Jet/Jet.PT`)", "`Event/Event.Number`"]},
+           "weights": {"branch": "`Event/Event.Weight`"},
+           "split": {"train": 1.0, "val": 0.0, "test": 0.0}, "shuffle": {"shards": 1},
+           "output": {"dir": str(tmp_path / "out")}}
+    run_config(cfg, IN_MEMORY)
+    train = read_output(str(tmp_path / "out"))["train"]
+    a = uproot.open(path)["Delphes"].arrays(["Jet/Jet.PT", "Jet/Jet.Eta", "Jet/Jet.BTag", "Event/Event.Weight"])
+    pt, eta, btag = a["Jet/Jet.PT"], a["Jet/Jet.Eta"], a["Jet/Jet.BTag"]
+    lead = ak.to_numpy(ak.fill_none(ak.firsts(pt), -1))
+    selected = np.flatnonzero(lead > 30)
+    assert sorted(train["source"][:, 2].tolist()) == selected.tolist()
+    assert train["_features"]["events"] == ["Jet/Jet.PT[0]", "lead_eta", "ht", "Event/Event.Number"]
+    for row, entry in enumerate(train["source"][:, 2]):
+        assert train["events"][row, 0] == pytest.approx(lead[entry])
+        assert train["events"][row, 1] == pytest.approx(abs(eta[entry][0]))
+        assert train["events"][row, 2] == pytest.approx(float(ak.sum(pt[entry])), rel=1e-6)
+        assert train["events"][row, 3] == entry  # Event.Number counts the entries in this file
+        assert train["labels"][row] == int(ak.sum(btag[entry] > 0) >= 1)
+        assert train["weights"][row] == pytest.approx(a["Event/Event.Weight"][entry][0])
