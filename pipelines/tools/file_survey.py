@@ -17,8 +17,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from root2hdf5.transforms.core.batch import list_offsets, numpy_content
 from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.core.layouts import list_offsets, numpy_content
 from root2hdf5.transforms.read.objects import LORENTZ_COMPONENTS, branch_kind, is_numeric_form
 from root2hdf5.transforms.read.rntuple import is_rntuple
 from root2hdf5.transforms.read.trees import open_tree, read_arrays
@@ -139,6 +139,18 @@ def _depth(form) -> tuple[int, bool, bool]:
     return depth, regular, getattr(form, "primitive", "float").startswith(("int", "uint", "bool"))
 
 
+def _dtype_shape(interpretation) -> tuple[int, bool, bool] | None:
+    """(depth, fixed-size level, integer) of plain numbers (uproot's AsDtype, AsJagged of AsDtype), straight
+    from the interpretation: the common case, without building an awkward form."""
+    depth = 1
+    if type(interpretation).__name__ == "AsJagged":
+        interpretation, depth = interpretation.content, 2
+    if type(interpretation).__name__ != "AsDtype":
+        return None
+    shape = tuple(interpretation.inner_shape)
+    return depth + len(shape), bool(shape), interpretation.to_dtype.kind in "iub"
+
+
 def _numeric(tree, skipped: dict[str, str]):
     """(name, depth, fixed-size level, integer) of every branch that holds numbers (and of the components of
     TLorentzVector branches), from metadata alone."""
@@ -168,11 +180,14 @@ def _numeric(tree, skipped: dict[str, str]):
         if kind.kind in ("numeric", "lorentz"):
             try:
                 branch = tree[name]
-                form = branch.interpretation.awkward_form(branch.file)
+                shape = _dtype_shape(branch.interpretation)
+                if shape is not None:
+                    depth, regular, integer = shape
+                else:
+                    depth, regular, integer = _depth(branch.interpretation.awkward_form(branch.file))
             except Exception as err:
                 skipped[name] = f"no awkward form ({type(err).__name__})"
                 continue
-            depth, regular, integer = _depth(form)
             if kind.kind == "numeric":
                 yield name, depth, regular, integer, None
             else:  # px, py, pz, E and pt (which ranks the jets)

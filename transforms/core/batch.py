@@ -16,6 +16,8 @@ import awkward as ak
 import numpy as np
 from apache_beam import coders
 
+from root2hdf5.transforms.core.layouts import list_offsets, numpy_content  # noqa: F401 - used here, and re-exported
+
 Columns = dict[str, np.ndarray]
 
 
@@ -60,19 +62,6 @@ class Jagged:
         offsets = np.zeros(len(counts) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         return cls(np.concatenate([p.content for p in parts]), offsets[:-1], counts)
-
-
-def list_offsets(layout) -> tuple[np.ndarray, object]:
-    """(offsets, content layout) of one level of an awkward list layout."""
-    if not isinstance(layout, ak.contents.ListOffsetArray):
-        layout = layout.to_ListOffsetArray64(True)
-    return np.asarray(layout.offsets, dtype=np.int64), layout.content
-
-
-def numpy_content(layout) -> np.ndarray:
-    if not isinstance(layout, ak.contents.NumpyArray):
-        layout = ak.to_layout(ak.to_packed(ak.Array(layout)))
-    return np.asarray(layout.data)
 
 
 @dataclass

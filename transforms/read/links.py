@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
-from root2hdf5.transforms.core.batch import list_offsets, numpy_content
 from root2hdf5.transforms.core.errors import InputError
+from root2hdf5.transforms.core.layouts import list_offsets, numpy_content
 
 
 @dataclass(frozen=True)

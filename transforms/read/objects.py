@@ -209,12 +209,15 @@ def derive(arrays, derived: list[Derived]) -> dict:
     return out
 
 
-def check_readable(tree, names: dict[str, str], keys, where: str) -> list[Derived]:
+def check_readable(tree, names: dict[str, str], keys, where: str, forms: dict | None = None) -> list[Derived]:
     """Raise InputError for a planned name (name -> what it is for) that is an object or record branch;
-    returns the derived names among them (a missing name is left to the caller)."""
+    returns the derived names among them (a missing name is left to the caller). `forms`: the names' awkward
+    forms when already known (an RNTuple's, from a zero-entry read): a numeric one needs no metadata."""
     derived = []
     for name, what in names.items():
         if name in keys:
+            if forms is not None and name in forms and is_numeric_form(forms[name]):
+                continue
             kind = branch_kind(tree, name)
             if kind.kind != "numeric":
                 raise InputError(f"{where}: {refusal(name, kind, what)}")

@@ -134,7 +134,10 @@ def read_arrays(tree, names: list[str], **options):
     at once (the multi-threaded DirectRunner does). Other names (`Jet/Jet.PT`, `AnalysisJetsAuxDyn.pt`) are
     passed as exact keys, which uproot looks up without parsing. RNTuple names always use filter_name."""
     branches, derived = _name_plan(tree, tuple(names))
-    if is_rntuple(tree) or all(_plain(name) for name in branches):
+    if is_rntuple(tree):  # a set lookup per field: uproot matches a list of names as globs, field by field
+        wanted = frozenset(branches)
+        arrays = tree.arrays(filter_name=lambda name: name in wanted, **options)
+    elif all(_plain(name) for name in branches):
         arrays = tree.arrays(filter_name=branches, array_cache=None, **options)
     else:
         arrays = tree.arrays(branches, array_cache=None, **options)
@@ -213,12 +216,13 @@ def check_branches(tree, plan: BranchPlan, path: str) -> None:
             close = difflib.get_close_matches(branch, keys, n=3)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise InputError(f"{where}: {what} {branch!r} does not exist{hint}")
-    check_readable(tree, {branch: what for branch, what, _ in reversed(plan.roles())}, known, where)
-    try:
-        empty = read_arrays(tree, plan.to_read(), entry_stop=0)
-    except Exception as err:
-        raise InputError(f"{where}: cannot interpret the branches {plan.to_read()} "
-                         f"({type(err).__name__}: {err})") from None
+    roles = {branch: what for branch, what, _ in reversed(plan.roles())}
+    if is_rntuple(tree):  # its fields' forms come with a zero-entry read; per-field metadata costs more
+        empty = _empty_read(tree, plan, where)
+        check_readable(tree, roles, known, where, {name: empty[name].layout.form for name in empty.fields})
+    else:  # a TTree's metadata says what a branch holds before anything (a record's basket) is read
+        check_readable(tree, roles, known, where)
+        empty = _empty_read(tree, plan, where)
     one_value = set(plan.one_value())
     for branch, what, ndims in plan.roles():
         ndim = empty[branch].ndim
@@ -226,6 +230,14 @@ def check_branches(tree, plan: BranchPlan, path: str) -> None:
             raise InputError(
                 f"{where}: {what} {branch!r} holds {_describe(ndim)}, but layout {plan.layout!r} needs "
                 f"{' or '.join(_describe(n) for n in ndims)}")
+
+
+def _empty_read(tree, plan: BranchPlan, where: str):
+    try:
+        return read_arrays(tree, plan.to_read(), entry_stop=0)
+    except Exception as err:
+        raise InputError(f"{where}: cannot interpret the branches {plan.to_read()} "
+                         f"({type(err).__name__}: {err})") from None
 
 
 def _lists_of_one(tree, branch: str, entries: int = 100) -> bool:
