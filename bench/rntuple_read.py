@@ -3,6 +3,8 @@ matters: uproot's field tree costs seconds on a fresh handle of a ~1300-field Na
 
     python bench/rntuple_read.py pipeline FILE [--tree Events] [--fields PREFIX,...] [--step N]
     python bench/rntuple_read.py uproot FILE ...          (or uproot-primed)
+    python bench/rntuple_read.py make OUT.root            (a 20,000-event, 947-field NanoAOD RNTuple from the
+                                                           NanoAOD TTree in ../shared/data)
 
 `pipeline` does what the workers of a run do, with the run's own DoFns: SplitIntoRanges opens the file,
 checks the branches and plans the ranges, ReadRange reads each range. `uproot` opens the file and reads the
@@ -56,14 +58,32 @@ def bare(path: str, tree: str, fields: list[str], step: int, primed: bool = Fals
     return entries
 
 
+def make(out: str, source: str, copies: int = 100) -> None:
+    """The NanoAOD TTree's 200 events `copies` times over, written as an RNTuple by uproot (4 clusters)."""
+    import awkward as ak
+    import uproot
+
+    events = uproot.open(source)["Events"].arrays()
+    part = ak.concatenate([events] * (copies // 4))
+    with uproot.recreate(out) as handle:
+        handle["Events"] = part
+        for _ in range(3):
+            handle["Events"].extend(part)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["pipeline", "uproot", "uproot-primed"])
+    parser.add_argument("mode", choices=["pipeline", "uproot", "uproot-primed", "make"])
     parser.add_argument("file")
     parser.add_argument("--tree", default="Events")
     parser.add_argument("--fields", default="Jet_,FatJet_", help="comma-separated name prefixes")
     parser.add_argument("--step", type=int, default=50_000)
+    parser.add_argument("--source", default="../shared/data/nanoAOD_2015_CMS_Open_Data_ttbar.root",
+                        help="make: the NanoAOD TTree to copy")
     args = parser.parse_args()
+    if args.mode == "make":
+        make(args.file, args.source)
+        return
     # every mode imports the same modules, so that whole-process timings compare the reads too
     import uproot  # noqa: F401
 

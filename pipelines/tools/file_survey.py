@@ -54,7 +54,9 @@ class Survey:
     """An open event tree of a file, its numeric branches from metadata, and peeks at their first entries.
     Use as a context manager (it closes the file)."""
 
-    def __init__(self, path: str, tree_name: str | None = None):
+    def __init__(self, path: str, tree_name: str | None = None, relevant=None):
+        """`relevant(name)`: which branches to type first (typing costs ~1 ms a branch on a TTree of 1500);
+        `widen()` types the others when the guess needs them."""
         self.path = path
         self.tree, self.other_trees, self.metadata_trees, self.unsure_tree = pick_tree(path, tree_name)
         self._tree = open_tree(path, self.tree)
@@ -63,13 +65,26 @@ class Survey:
         self.rntuple = is_rntuple(self._tree)
         self.skipped: dict[str, str] = {}  # name -> why it is not a training input
         self.branches: dict[str, Branch] = {}
-        for name, depth, regular, integer, lorentz in _numeric(self._tree, self.skipped):
-            self.branches[name] = Branch(name, depth, regular, integer, lorentz=lorentz)
+        self.complete = relevant is None  # every branch typed
+        self._type(relevant)
+        if not self.branches and not self.complete:
+            self.widen()
         if not self.branches:
             self.close()
             raise InputError(f"{path}: tree {self.tree!r} has no numeric branches"
                              + (f"; other trees: {', '.join(self.other_trees)} (choose one with --tree)"
                                 if self.other_trees else ""))
+
+    def _type(self, select) -> None:
+        for name, depth, regular, integer, lorentz in _numeric(self._tree, self.skipped, select):
+            self.branches.setdefault(name, Branch(name, depth, regular, integer, lorentz=lorentz))
+
+    def widen(self) -> None:
+        """Type the branches left out by `relevant`."""
+        if not self.complete:
+            typed = set(self.branches) | set(self.skipped)
+            self._type(lambda name: name not in typed)
+            self.complete = True
 
     def __enter__(self):
         return self
@@ -151,12 +166,12 @@ def _dtype_shape(interpretation) -> tuple[int, bool, bool] | None:
     return depth + len(shape), bool(shape), interpretation.to_dtype.kind in "iub"
 
 
-def _numeric(tree, skipped: dict[str, str]):
-    """(name, depth, fixed-size level, integer) of every branch that holds numbers (and of the components of
-    TLorentzVector branches), from metadata alone."""
+def _numeric(tree, skipped: dict[str, str], select=None):
+    """(name, depth, fixed-size level, integer, TLorentzVector branch) of every branch (that `select` accepts)
+    holding numbers, and of the components of TLorentzVector branches, from metadata alone."""
     if is_rntuple(tree):
         for f in tree.fields:
-            if f.name.startswith("_collection"):  # RNTupleImporter's records duplicating Jet_* ...
+            if f.name.startswith("_collection") or (select and not select(f.name)):  # importer's records
                 continue
             try:
                 form = f.to_akform()[0].content(f.name)
@@ -170,7 +185,7 @@ def _numeric(tree, skipped: dict[str, str]):
         return
     seen = set()
     for name in tree.keys():
-        if name in seen:
+        if name in seen or (select and not select(name)):
             continue
         seen.add(name)
         leaf = name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]

@@ -220,8 +220,19 @@ def _kinematics_first(names: list[str]) -> list[str]:
     return list(dict.fromkeys(first + names))
 
 
+def relevant(name: str) -> bool:
+    """Branches a guess may use, by name: jet, constituent and link collections, the event number, weights,
+    pile-up. The others (electrons, triggers ...) are typed only when no jet collection turns up."""
+    words = _words(name)
+    return bool(JET_NAME.search(collection(name)) or CONSTITUENT_NAME.search(name) or INDEX_LEAF.search(words[-1])
+                or "weight" in words[0] or any(EVENT_NUMBER_WORD.match(w) for w in words)
+                or leaf(name).lower() == "number" or any(EVENT_CONTEXT_NAME.search(w) for w in words))
+
+
 def guess(path: str, tree_name: str | None = None) -> Guess:
-    with Survey(path, tree_name) as s:
+    with Survey(path, tree_name, relevant) as s:
+        if not any(JET_NAME.search(collection(b.name)) and b.depth >= 2 for b in s.branches.values()):
+            s.widen()  # no jets by name: any collection may play their part
         return _guess(s)
 
 
