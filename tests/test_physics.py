@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from root2hdf5.transforms.physics import kinematics
 from root2hdf5.transforms.physics import library as physics
 from root2hdf5.transforms.physics.preprocess import Inputs
 
@@ -219,3 +220,31 @@ def test_jet_mass():
     out = physics.mass(Inputs({"jet_pt": pt, "jet_eta": eta, "jet_E": e},
                               {"pt": "jet_pt", "eta": "jet_eta", "e": "jet_E"}))
     np.testing.assert_allclose(out["jet_mass"], m, atol=1e-3)
+
+
+@pytest.mark.parametrize("branches, expected", [
+    # PHYSLITE: the calibrated `.pt` wins over the constituent-scale momentum listed before it (Seen 1)
+    (["AnalysisJetsAuxDyn.JetConstitScaleMomentum_pt", "AnalysisJetsAuxDyn.JetConstitScaleMomentum_eta",
+      "AnalysisJetsAuxDyn.pt", "AnalysisJetsAuxDyn.eta", "AnalysisJetsAuxDyn.phi", "AnalysisJetsAuxDyn.m"],
+     {"pt": "AnalysisJetsAuxDyn.pt", "eta": "AnalysisJetsAuxDyn.eta", "phi": "AnalysisJetsAuxDyn.phi",
+      "m": "AnalysisJetsAuxDyn.m"}),
+    # large-R jets have only the prefixed ones, which are then used
+    (["AnalysisLargeRJetsAuxDyn.JetConstitScaleMomentum_pt", "AnalysisLargeRJetsAuxDyn.Tau32_wta"],
+     {"pt": "AnalysisLargeRJetsAuxDyn.JetConstitScaleMomentum_pt"}),
+    (["Jet/Jet.PT", "Jet/Jet.Eta", "Jet/Jet.Phi", "Jet/Jet.Mass", "Jet/Jet.Tau[5]"],
+     {"pt": "Jet/Jet.PT", "eta": "Jet/Jet.Eta", "phi": "Jet/Jet.Phi", "m": "Jet/Jet.Mass"}),
+    (["AK4CHS/AK4CHS.ptRaw", "AK4CHS/AK4CHS.pt", "AK4CHS/AK4CHS.mass"],
+     {"pt": "AK4CHS/AK4CHS.pt", "m": "AK4CHS/AK4CHS.mass"}),
+    (["FatJet_pt", "FatJet_eta", "FatJet_mass", "FatJet_msoftdrop"], {"pt": "FatJet_pt", "eta": "FatJet_eta",
+                                                                      "m": "FatJet_mass"}),
+    (["x/x.fCoordinates.fX", "x/x.fCoordinates.fT", "jetp4.E"],
+     {"px": "x/x.fCoordinates.fX", "e": "x/x.fCoordinates.fT"}),
+])
+def test_roles_from_the_last_name_component(branches, expected):
+    assert kinematics.infer_roles(branches) == expected
+
+
+def test_unit_scale_follows_the_last_name_component():
+    assert [kinematics.is_energy_like(b) for b in ("AnalysisJetsAuxDyn.pt", "Coll:m", "Jet/Jet.PT", "jet_constit_e",
+                                                   "AnalysisJetsAuxDyn.eta", "AK4CHS/AK4CHS.ptRaw", "rho")] == \
+        [True, True, True, True, False, False, False]
