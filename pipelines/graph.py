@@ -77,7 +77,8 @@ class JetRows(beam.PTransform):
         r = self.plan.rows
         rows = (chunks
                 | "FlattenJets" >> beam.ParDo(FlattenJets(r.layout, r.leading_jets, r.leading_by, r.event_number,
-                                                          r.sum_weights, r.links, r.constituent_branches))
+                                                          r.sum_weights, r.links, r.constituent_branches,
+                                                          self.plan.branches.jet[0] if r.links else None))
                 | "CheckFinite" >> beam.ParDo(CheckFinite(r.on_nonfinite, r.nonfinite_value)))
         if self.variation is not None:
             v = self.variation

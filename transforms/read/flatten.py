@@ -175,10 +175,12 @@ class FlattenJets(beam.DoFn):
         sum_weights: event-level weight branch to sum exactly over all events read (stats 'sum_weights').
         links: constituents listed per event and reached through an index (transforms.read.links), or None.
         constituents: the constituent branches (gathered per jet when `links` is given).
+        jets: with `links`, the jet branch whose lists count the jets of an event.
     """
 
     def __init__(self, layout: str, leading: int, leading_by: str | None, event_number: str | None,
-                 sum_weights: str | None = None, links: LinkSpec | None = None, constituents: tuple[str, ...] = ()):
+                 sum_weights: str | None = None, links: LinkSpec | None = None, constituents: tuple[str, ...] = (),
+                 jets: str | None = None):
         self.layout = layout
         self.leading = leading
         self.leading_by = leading_by
@@ -186,14 +188,13 @@ class FlattenJets(beam.DoFn):
         self.sum_weights = sum_weights
         self.links = links
         self.constituents = list(constituents)
+        self.jets = jets
 
     def process(self, chunk: EventsChunk):
         r = chunk.range
         faults.fail_once("flatten", f"{r.file.sample}/{r.file.file}/{r.start}")  # test hook, inert by default
         if self.links is not None:  # constituents per event -> per jet, through the links
-            jets = next(n for n in chunk.arrays.fields if chunk.arrays[n].ndim == 2 and n not in self.constituents
-                        and n not in self.links.branches())
-            arrays = gather_linked(chunk.arrays, self.links, self.constituents, jets,
+            arrays = gather_linked(chunk.arrays, self.links, self.constituents, self.jets,
                                    f"{r.file.path}: tree {r.file.tree!r}", r.start)
             chunk = EventsChunk(r, arrays)
         if self.layout == "events":
