@@ -106,7 +106,8 @@ def cmd_inspect(args, beam_args) -> int:
 
 
 def cmd_init(args, beam_args) -> int:
-    from root2hdf5.pipelines.tools.init_config import guess, render
+    from root2hdf5.pipelines.tools.init_config import guess
+    from root2hdf5.pipelines.tools.init_render import render
 
     to_file = args.output not in (None, "-")
     if to_file and os.path.exists(args.output) and not args.force:

@@ -75,6 +75,9 @@ def test_an_unquoted_path_is_never_a_silent_division():
     with pytest.raises(ConfigError, match=r"would read as Jet divided by Jet.PT; quote .* \(`Jet/Jet.PT`\)"):
         Expression("Jet/Jet.PT * 2", "input.selection")
     assert Expression("jet_pt / jet_eta > 0").symbols == ["jet_pt", "jet_eta"]  # a division, with spaces
+    assert Expression("jet_m/jet_pt < 0.5").symbols == ["jet_m", "jet_pt"]  # and without, between plain names
+    with pytest.raises(ConfigError, match=r"would read as AK4CHS divided by AK4CHS.pt"):
+        Expression("AK4CHS/AK4CHS.pt > 30", "input.selection")
 
 
 def test_an_unclosed_backtick_is_an_error():

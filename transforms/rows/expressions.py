@@ -13,8 +13,8 @@ Branch names that are not Python names (`AnalysisJetsAuxDyn.pt`, `Jet/Jet.PT`, `
 `HLT_e5-etcut`) are written in backticks, as pandas quotes column names: `` `Jet/Jet.PT` > 50 ``; uproot's own
 `get("Jet/Jet.PT")` means the same. A dotted name may also stand unquoted (`AnalysisJetsAuxDyn.pt > 20e3`):
 attributes are not part of the language, so `a.b` can only name the branch "a.b". A `/` written without
-spaces between two names (`Jet/Jet.PT`) is refused: it would read as a division by uproot and as a path
-by the user; quote the name, or put spaces around a division.
+spaces before a dotted name (`Jet/Jet.PT`) is refused: it would read as a division by uproot and as a path
+by the user; quote the name, or put spaces around a division (`jet_m/jet_pt` is a division).
 
 Nothing but this grammar is evaluated: no attributes, subscripts, lambdas or builtins, so a config string
 cannot run arbitrary code.
@@ -55,8 +55,9 @@ _ALLOWED_NODES = (
 
 # `name` (pandas' quoting) or get("name") / get('name') (uproot's): any branch name, whatever its characters
 _QUOTED = re.compile(r"`([^`]*)`|\bget\(\s*(?:'([^']*)'|\"([^\"]*)\")\s*\)")
-# an unquoted `/` touching a name on both sides: Jet/Jet.PT is a path, not a division
-_SLASH_PATH = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*)/([A-Za-z_][\w.]*(?:\[\d+\])*)")
+# an unquoted `/` between a name and a dotted name, no spaces: Jet/Jet.PT, AK4CHS/AK4CHS.pt are the paths of
+# Delphes and Bacon branches, not divisions (jet_m/jet_pt stays a division)
+_SLASH_PATH = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*)/([A-Za-z_]\w*(?:\.\w+)+(?:\[\d+\])*)")
 
 
 def placeholder(index: int) -> str:
