@@ -94,11 +94,41 @@ class WriteShard(beam.DoFn):
 
 
 def _group_counts(sample, file, label, weights=None) -> dict[tuple[int, int, int], int]:
+    """{(sample, file, label): number of rows, or the sum of `weights`}."""
     if len(sample) == 0:
         return {}
-    keys, group = np.unique(np.stack([sample, file, label.astype(np.int64)], axis=1), axis=0, return_inverse=True)
-    counts = np.bincount(group.ravel(), weights=weights, minlength=len(keys)).astype(np.int64)
-    return {tuple(int(v) for v in key): int(c) for key, c in zip(keys, counts)}
+    keys, sums = _grouped((sample, file, label), [weights])
+    return dict(zip(keys, sums[0].tolist()))
+
+
+def _grouped(columns, weights: list) -> tuple[list[tuple[int, ...]], list[np.ndarray]]:
+    """The groups of rows with equal (sample, file, label) in key order, and per group the sum of each of
+    `weights` (None: the row count). One int64 code per row whose order is the keys' order, then bincount:
+    a hundred times faster than np.unique(axis=0) on a shard."""
+    columns = [np.asarray(c, np.int64) for c in columns]
+    lows = [int(c.min()) for c in columns]
+    dims = [int(c.max()) - low + 1 for c, low in zip(columns, lows)]
+    try:
+        code = np.ravel_multi_index([c - low for c, low in zip(columns, lows)], dims)
+    except ValueError:  # the key space does not fit in int64 (ids near 2**63): number the distinct rows
+        rows, group = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+        group, size, present = group.ravel(), len(rows), None
+        keys = [tuple(int(v) for v in row) for row in rows]
+    else:
+        size = int(np.prod(dims))
+        if size <= 4 * len(code) + 1024:  # dense keys: count by code directly
+            group = code
+            present = np.flatnonzero(np.bincount(code, minlength=size))
+            codes = present
+        else:
+            codes, group = np.unique(code, return_inverse=True)
+            group, size, present = group.ravel(), len(codes), None
+        keys = list(zip(*[(index + low).tolist() for index, low in zip(np.unravel_index(codes, dims), lows)]))
+    sums = []
+    for w in weights:
+        total = np.bincount(group, weights=w, minlength=size)
+        sums.append((total if present is None else total[present]).astype(np.int64))
+    return keys, sums
 
 
 def _count_rows(before, keep, unreadable, written) -> list[tuple[int, int, int, int, int, int]]:
@@ -106,10 +136,11 @@ def _count_rows(before, keep, unreadable, written) -> list[tuple[int, int, int, 
 
     `written` is counted from the columns that went into the file, not derived from `keep`, so that any
     jet lost on the way shows up as a mismatch in the run's accounting."""
-    unread = _group_counts(*before, weights=unreadable)
-    limited = _group_counts(*before, weights=~keep & ~unreadable)
+    if len(before[0]) == 0:
+        return []
+    keys, (unread, limited) = _grouped(before, [unreadable, ~keep & ~unreadable])
     out = _group_counts(*written)
-    return [(*key, out.get(key, 0), limited.get(key, 0), unread.get(key, 0)) for key in sorted(_group_counts(*before))]
+    return [(*key, out.get(key, 0), d, u) for key, d, u in zip(keys, limited.tolist(), unread.tolist())]
 
 
 class WriteShuffledShards(beam.PTransform):
