@@ -1,6 +1,11 @@
 import h5py
 import numpy as np
 
+try:
+    import hdf5plugin  # noqa: F401  (only needed for output.compression blosc-lz4 / blosc-zstd)
+except ImportError:
+    pass
+
 
 class Batches:
     """(inputs, labels, weights) batches of a split file as NumPy arrays: batch k = rows [k*size, (k+1)*size).

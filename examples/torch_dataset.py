@@ -1,6 +1,11 @@
 import h5py
 import torch
 
+try:
+    import hdf5plugin  # noqa: F401  (only needed for output.compression blosc-lz4 / blosc-zstd)
+except ImportError:
+    pass
+
 
 class JetChunks(torch.utils.data.Dataset):
     """Item k = jets [k*chunk, (k+1)*chunk) of a split file. The rows are globally shuffled, so a contiguous

@@ -73,10 +73,23 @@ def test_shards_spread_over_splits_in_proportion():
     ({"output__format": "parquet", "output__layout": "ftag"}, "ftag is an HDF5 layout"),
     ({"output__parquet_constituents": "padding"}, "did you mean 'padded'"),
     ({"output__constituents_name": "jets"}, "not a usable dataset name"),
+    ({"output__compression": "blosc-lz4", "output__compression_level": 12}, "output.compression_level: 12"),
 ])
 def test_invalid_values(extra, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict(base(**extra))
+
+
+def test_blosc_needs_hdf5plugin_at_load(monkeypatch):
+    """Refused when the config loads, naming the key and how to install the package."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "hdf5plugin", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match=r"output.compression: blosc-zstd needs the hdf5plugin package .*"
+                                          r"pip install hdf5plugin"):
+        config_from_dict(base(output__compression="blosc-zstd"))
+    assert config_from_dict(base(output__compression="blosc-zstd", output__format="parquet"))  # zstd in Parquet
+    assert config_from_dict(base(output__compression="lzf"))
 
 
 def test_jets_layout_needs_event_number():

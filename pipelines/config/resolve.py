@@ -16,6 +16,7 @@ from root2hdf5.pipelines.config import events, features, images, statistics, var
 from root2hdf5.pipelines.config.schema import Config
 from root2hdf5.transforms.core.errors import ConfigError
 from root2hdf5.transforms.core.names import NAME, SPLITS
+from root2hdf5.transforms.output.hdf5_files import hdf5plugin_missing
 from root2hdf5.transforms.physics import kinematics
 from root2hdf5.transforms.physics.library import PRESETS
 from root2hdf5.transforms.physics.preprocess import BUILTINS
@@ -329,3 +330,10 @@ def _output(cfg: Config) -> None:
         raise ConfigError(f"output.constituents_name: {out.constituents_name!r} is not a usable dataset name")
     if out.chunk_jets < 1:
         raise ConfigError("output.chunk_jets must be at least 1")
+    if out.compression_level is not None and not 0 <= out.compression_level <= 9:
+        raise ConfigError(f"output.compression_level: {out.compression_level} is not a level from 0 to 9")
+    if out.compression.startswith("blosc") and out.format == "hdf5":
+        missing = hdf5plugin_missing()
+        if missing:
+            raise ConfigError(f"output.compression: {out.compression} needs the hdf5plugin package ({missing}); "
+                              "or choose lzf, gzip or none")

@@ -203,7 +203,7 @@ class OutputConfig:
     layout: Literal["plain", "ftag"] = "plain"
     constituents_name: str = "consts"
     parquet_constituents: Literal["jagged", "padded"] = "jagged"
-    compression: Literal["gzip", "lzf", "none"] = "lzf"
+    compression: Literal["gzip", "lzf", "none", "blosc-lz4", "blosc-zstd"] = "lzf"
     compression_level: int | None = None
     chunk_jets: int = 256
 

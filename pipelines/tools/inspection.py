@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
+try:  # outputs written with output.compression blosc-lz4 / blosc-zstd need its filters
+    import hdf5plugin  # noqa: F401
+except ImportError:
+    pass
+
 from root2hdf5.transforms.core.errors import InputError
 
 SPLIT_ORDER = ("train", "val", "test")

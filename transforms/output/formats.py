@@ -188,7 +188,8 @@ class ParquetFormat:
 
     def __init__(self, columns: ColumnSpec, compression: str = "zstd", padded: bool = False, chunk_jets: int = 256):
         self.columns = columns
-        self.compression = {"lzf": "zstd", "gzip": "gzip", "none": "none"}.get(compression, compression)
+        self.compression = {"lzf": "zstd", "gzip": "gzip", "none": "none", "blosc-lz4": "lz4",
+                            "blosc-zstd": "zstd"}.get(compression, compression)
         self.padded = padded
         self.row_group = max(chunk_jets * 64, 1024)
         names = [name for _, name in self._names()]

@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from root2hdf5.transforms.core.batch import Columns
 from root2hdf5.transforms.core.errors import output_errors
+from root2hdf5.transforms.output import lzf_chunks
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,24 @@ class DatasetSpec:
         return {"f": np.nan, "b": False}.get(kind, -1)
 
 
+BLOSC = {"blosc-lz4": ("lz4", 5), "blosc-zstd": ("zstd", 1)}  # compression -> (Blosc codec, default level)
+BLOSC_NOTE = ("Blosc-compressed (HDF5 filter 32001 from hdf5plugin): run `import hdf5plugin` before opening with "
+              "h5py, or set HDF5_PLUGIN_PATH to hdf5plugin.PLUGIN_PATH for other HDF5 readers")
+
+
+def hdf5plugin_missing() -> str | None:
+    """Why the Blosc codecs cannot be used here, or None."""
+    try:
+        import hdf5plugin  # noqa: F401
+    except ImportError as err:
+        return f"{err}; install it with pip install hdf5plugin (or pip install 'root2hdf5[blosc]')"
+    return None
+
+
 @dataclass(frozen=True)
 class Storage:
-    """How datasets are stored: compression ('lzf', 'gzip' or 'none'), gzip level, rows per chunk."""
+    """How datasets are stored: compression ('lzf', 'gzip', 'none', 'blosc-lz4' or 'blosc-zstd'), its level
+    (gzip, Blosc), rows per chunk."""
 
     compression: str = "lzf"
     level: int | None = None
@@ -51,7 +67,18 @@ class Storage:
             options.update(compression="gzip", compression_opts=self.level or 4, shuffle=True)
         elif self.compression == "lzf":
             options.update(compression="lzf", shuffle=True)
+        elif self.compression in BLOSC:
+            import hdf5plugin
+
+            codec, level = BLOSC[self.compression]
+            options.update(hdf5plugin.Blosc(cname=codec, clevel=level if self.level is None else self.level,
+                                            shuffle=hdf5plugin.Blosc.SHUFFLE))
         return options
+
+    @property
+    def attrs(self) -> dict:
+        """File attributes that tell a reader what it needs."""
+        return {"compression": self.compression, "hdf5plugin": BLOSC_NOTE} if self.compression in BLOSC else {}
 
 
 def is_local(path: str) -> bool:
@@ -111,13 +138,17 @@ def write_jets_file(path: str, columns: Columns, datasets: list[DatasetSpec], st
     empty), chunked by rows; file attributes `attrs` plus the row count (`count_attr`)."""
     n = next((len(columns[ds.name]) for ds in datasets if ds.name in columns), 0)
     with h5py.File(path, "w") as handle:
-        _attrs(handle, {**attrs, count_attr: n})
+        _attrs(handle, {**attrs, **storage.attrs, count_attr: n})
         for ds in datasets:
             if columns and ds.name not in columns:
                 continue
-            data = columns[ds.name] if columns else np.zeros((0, *ds.shape), ds.dtype)
-            dataset = handle.create_dataset(ds.name, data=np.asarray(data, ds.dtype),
-                                            **storage.options(n, ds.shape, ds.chunk_rows))
+            data = np.asarray(columns[ds.name] if columns else np.zeros((0, *ds.shape), ds.dtype), ds.dtype)
+            options = storage.options(n, ds.shape, ds.chunk_rows)
+            if options.get("compression") == "lzf":  # chunks encoded reproducibly (transforms.output.lzf_chunks)
+                dataset = handle.create_dataset(ds.name, shape=data.shape, dtype=data.dtype, **options)
+                lzf_chunks.write(dataset, data)
+            else:
+                dataset = handle.create_dataset(ds.name, data=data, **options)
             _attrs(dataset, ds.attrs)
             _attrs(dataset, (dataset_attrs or {}).get(ds.name, {}))
 
@@ -147,7 +178,7 @@ def write_split_file(path: str, shards: list[tuple[str, int]], datasets: list[Da
         write_jets_file(path, {}, datasets, storage, attrs, extra, count_attr)
         return
     with h5py.File(path, "w") as handle:
-        _attrs(handle, {**attrs, count_attr: total})
+        _attrs(handle, {**attrs, **storage.attrs, count_attr: total})
         for ds in datasets:
             layout = _UntimedLayout(shape=(total, *ds.shape), dtype=ds.dtype)
             start = 0
@@ -167,4 +198,6 @@ def read_jets_file(path: str, names: list[str] | None = None) -> Columns:
         with FileSystems.open(path, compression_type="uncompressed") as handle:
             source = io.BytesIO(handle.read())
     with h5py.File(source, "r") as handle:
+        if str(handle.attrs.get("compression", "")).startswith("blosc"):
+            import hdf5plugin  # noqa: F401  (registers the Blosc filter)
         return {name: handle[name][...] for name in (names or list(handle))}
