@@ -2,6 +2,9 @@
 single process, doing nothing with them.
 
     python bench/bare_read.py --tree IsolatedJet_tree --branches a,b,c --step 50000 FILE [FILE ...]
+
+--inflate deflate inflates ROOT's zlib baskets with libdeflate, as the pipeline does when `deflate` is
+installed (transforms/read/inflate.py): the floor the pipeline itself reads at.
 """
 from __future__ import annotations
 
@@ -18,7 +21,13 @@ def main():
     parser.add_argument("--tree", required=True)
     parser.add_argument("--branches", required=True)
     parser.add_argument("--step", type=int, default=50_000)
+    parser.add_argument("--inflate", choices=("zlib", "deflate"), default="zlib")
     args = parser.parse_args()
+    if args.inflate == "deflate":
+        from root2hdf5.transforms.read import inflate
+
+        if inflate.install() != "libdeflate":
+            raise SystemExit("--inflate deflate: the deflate package is not installed")
     begin = time.perf_counter()
     branches = args.branches.split(",")
     entries = 0

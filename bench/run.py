@@ -14,7 +14,12 @@ workers), sampled every 0.1 s.
 
 Inputs: `synthetic` = per-event RNTuple written by bench/generate.py (vector<vector<float>> fields, fast
 to read); `real` = the ROOT-written Pythia TTrees of ../shared/data (vector<vector<float>> branches, as
-users have them), copied under /tmp until they hold about --jets jets (skipped when the folder is absent).
+users have them), copied under /tmp until they hold about --jets jets (skipped when the folder is absent);
+`ttrees` = issue 19's side-by-side input: two ROOT-written per-event TTrees of 150k events each
+(bench/make_ttrees.py, which needs ROOT: see there), measured side by side in --repeat interleaved rounds
+(bare read with zlib and with libdeflate, the pipeline with lzf and with blosc-lz4, 2 workers; medians).
+
+    python bench/run.py --input ttrees --repeat 3 --stages   # + the per-stage CPU table of one lzf run
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,6 +130,18 @@ def real_input(jets: int) -> dict | None:
             "description": f"{len(files)} copies of the ROOT-written Pythia TTrees in shared/data ({size:.2f} GB)"}
 
 
+def ttrees_input(folder: str, root_path: str | None) -> dict | None:
+    files = [os.path.join(folder, f"events_{k}_150000.root") for k in ("zprime", "dijet")]
+    if not all(os.path.exists(f) for f in files):
+        if not root_path:
+            return None
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root_path, os.environ.get("PYTHONPATH")])))
+        subprocess.run([sys.executable, os.path.join(HERE, "make_ttrees.py"), "--out", folder], env=env, check=True)
+    size = sum(os.path.getsize(f) for f in files) / 1e9
+    return {"name": "ttrees", "files": files, "tree": "IsolatedJet_tree",
+            "description": f"2 ROOT-written per-event TTrees x 150k events, bench/make_ttrees.py ({size:.2f} GB)"}
+
+
 def write_config(inp: dict, out_dir: str, compression: str, folder: str) -> str:
     cfg = {
         "samples": [{"name": "jets", "files": inp["files"], "tree": inp["tree"], "label": 1}],
@@ -175,6 +193,38 @@ def run_suite(inp: dict, work: str, compressions: list[str], jets_hint: int) -> 
     return results
 
 
+def side_by_side(inp: dict, work: str, repeat: int, stages: bool) -> dict:
+    """Bare reads and pipeline runs in turn, `repeat` rounds; medians of the wall times and peak RSS."""
+    bare = [sys.executable, os.path.join(HERE, "bare_read.py"), "--tree", inp["tree"], "--branches",
+            ",".join(BRANCHES), "--step", str(STEP), *inp["files"]]
+    pipe = lambda c: ["root2hdf5", "run", write_config(inp, os.path.join(work, f"side-{c}"), c, work), "-q",  # noqa
+                      "--overwrite", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    variants = {"bare read, zlib": bare, "bare read, libdeflate": bare + ["--inflate", "deflate"],
+                "pipeline, lzf": pipe("lzf"), "pipeline, blosc-lz4": pipe("blosc-lz4")}
+    runs = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, cmd in variants.items():
+            runs[name].append(measure(cmd))
+    with open(os.path.join(work, "side-lzf", "summary.json")) as handle:
+        jets = json.load(handle)["total"]["written"]
+    result = {"jets": jets, "runs": {}}
+    for name, rs in runs.items():
+        result["runs"][name] = {"wall": statistics.median(r["wall"] for r in rs), "walls": [r["wall"] for r in rs],
+                                "rss": statistics.median(r["rss"] for r in rs)}
+    if stages:
+        folder = os.path.join(work, "stages")
+        os.makedirs(folder, exist_ok=True)
+        os.environ["ROOT2HDF5_STAGE_TIMES"] = folder
+        try:
+            measure(pipe("lzf"))
+        finally:
+            del os.environ["ROOT2HDF5_STAGE_TIMES"]
+        import stages as stage_table
+
+        result["stages"] = stage_table.markdown(stage_table.table(stage_table.load(folder))[0])
+    return result
+
+
 def memory_growth(sizes: list[int], data: str, work: str, compression: str) -> list[dict]:
     rows = []
     for jets in sizes:
@@ -216,6 +266,18 @@ def gb(n: float) -> str:
 def report(suites: dict, growth: list[dict], args) -> str:
     lines = [f"Measured {time.strftime('%Y-%m-%d')} with `python bench/run.py --jets {args.jets}` on {machine()}.", ""]
     for name, (inp, r) in suites.items():
+        if name == "ttrees":
+            floor = r["runs"]["bare read, zlib"]["wall"]
+            lines += [f"### Input `ttrees`: {inp['description']}, {r['jets']:,} jets written", "",
+                      f"Side by side, {args.repeat} interleaved rounds, medians (2 DirectRunner workers):", "",
+                      "| variant | wall (s), median | runs | peak RSS | / bare read (zlib) |", "|---|---|---|---|---|"]
+            for variant, m in r["runs"].items():
+                lines.append(f"| {variant} | {m['wall']:.1f} | {', '.join(f'{w:.1f}' for w in m['walls'])} | "
+                             f"{gb(m['rss'])} | {m['wall'] / floor:.2f} |")
+            if "stages" in r:
+                lines += ["", "CPU seconds per stage of one lzf run, all processes:", "", r["stages"]]
+            lines.append("")
+            continue
         jets, bare, peer = r["jets"], r["bare"]["wall"], r["peer"]["wall"]
         lines += [f"### Input `{name}`: {inp['description']}, {jets:,} jets written", "",
                   "| variant | wall (s) | jets/s | peak RSS | / bare read | / peer |", "|---|---|---|---|---|---|"]
@@ -248,6 +310,10 @@ def main():
     parser.add_argument("--growth", default="100000,300000,1000000", help="input sizes for the memory table")
     parser.add_argument("--quick", action="store_true", help="no compression and memory tables")
     parser.add_argument("--data", default=os.path.join(HERE, "data"))
+    parser.add_argument("--ttrees", default=os.path.join(HERE, "data", "ttrees"), help="folder of the ttrees input")
+    parser.add_argument("--root-path", help="folder with the ROOT wheel installed (--target), to build it")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the side-by-side ttrees measurement")
+    parser.add_argument("--stages", action="store_true", help="ttrees: also the per-stage CPU table")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="root2hdf5-bench-")
@@ -255,14 +321,22 @@ def main():
     suites = {}
     try:
         for name in args.input.split(","):
+            if name == "ttrees":
+                inp = ttrees_input(args.ttrees, args.root_path)
+                if inp is None:
+                    print(f"skipping input ttrees: not in {args.ttrees} (see bench/make_ttrees.py)", file=sys.stderr)
+                    continue
+                print(f"running input {name}: {inp['description']}", file=sys.stderr)
+                suites[name] = (inp, side_by_side(inp, work, args.repeat, args.stages))
+                continue
             inp = synthetic_input(args.jets, args.data) if name == "synthetic" else real_input(args.jets)
             if inp is None:
                 print(f"skipping input {name!r}: {SHARED} not found", file=sys.stderr)
                 continue
             print(f"running input {name}: {inp['description']}", file=sys.stderr)
             suites[name] = (inp, run_suite(inp, work, compressions, args.jets))
-        growth = [] if args.quick else memory_growth([int(x) for x in args.growth.split(",")], args.data, work,
-                                                     compressions[0])
+        sizes = [] if args.quick or "synthetic" not in args.input.split(",") else args.growth.split(",")
+        growth = memory_growth([int(x) for x in sizes], args.data, work, compressions[0]) if sizes else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = report(suites, growth, args)

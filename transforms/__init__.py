@@ -9,3 +9,9 @@
 
 Imports run downward only: no module here imports root2hdf5.pipelines.
 """
+import os as _os
+
+if _os.environ.get("ROOT2HDF5_STAGE_TIMES"):  # per-stage CPU seconds for bench/run.py --stages; inert otherwise
+    from root2hdf5.transforms.core import stage_times as _stage_times
+
+    _stage_times.install()
