@@ -417,7 +417,7 @@ def test_attrs_write_to_hdf5(tmp_path):
     ({"range": [[2, -2], [-2, 2]]}, r"images\[1\]\.range: the eta range must be finite with lo < hi"),
     ({"range": [[-2, 2], [1, 1]]}, r"images\[1\]\.range: the phi range"),
     ({"range": [[-2, "x"], [1, 2]]}, r"images\[1\]\.range\[0\]\[1\]: expected a number"),
-    ({"range": [[-2, float("inf")], [1, 2]]}, r"images\[1\]\.range: the eta range"),
+    ({"range": [[-2, float("inf")], [1, 2]]}, r"images\[1\]\.range\[0\]\[1\]: inf is not a finite number"),
     ({"kind": "sparse"}, r"images\[1\]\.kind: .sparse. is not one of pixels, dense"),
     ({"frame": "polar"}, r"images\[1\]\.frame: 'polar' is not one of raw, relative, angular"),
     ({"name": "a/b"}, r"images\[1\]\.name"),

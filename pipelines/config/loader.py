@@ -7,8 +7,10 @@ resolution's (pipelines.config.resolve).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import json
+import math
 import re
 import types
 import typing
@@ -20,6 +22,13 @@ from root2hdf5.transforms.core.errors import ConfigError
 
 # YAML 1.1 reads `350e3` and `1.5e3` (no dot, or no exponent sign) as strings; they are obviously numbers
 _EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+# every number ends up in a float32 output, an int64 counter or a numpy shape: larger ones only overflow there
+FLOAT32_MAX = 3.4028234663852886e38
+INT64_MAX = 2**63 - 1
+# a config is a few levels deep and holds at most some thousands of values (file lists); YAML aliases can
+# make a short file a cycle or an exponentially large tree, which would hang or crash the JSON copy
+_MAX_DEPTH = 64
+_MAX_VALUES = 1_000_000
 
 
 def closest(word, options) -> str:
@@ -81,21 +90,33 @@ def _scalar(value, tp, where: str):
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            if not (isinstance(value, float) and value.is_integer()):
+                raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            value = int(value)
+        if abs(value) > INT64_MAX:
+            raise ConfigError(f"{where}: {value} is too large (integers must fit in 64 bits)")
         return value
     if tp is float:
         if isinstance(value, str) and _EXPONENT.match(value.strip()):
-            return float(value)
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        return finite(float(value), where)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)
     raise TypeError(f"unsupported config type {tp!r}")
+
+
+def finite(value: float, where: str) -> float:
+    """`value` if it is finite and fits in float32 (what every number becomes in the output), else a
+    ConfigError naming `where`."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number")
+    if abs(value) > FLOAT32_MAX:
+        raise ConfigError(f"{where}: {value:g} is too large (numbers are written as float32, at most 3.4e38)")
+    return value
 
 
 def convert(value, tp, where: str):
@@ -153,11 +174,50 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
     return data or {}
+
+
+def plain(data, where: str = "config") -> None:
+    """Check that `data` is a tree of plain values (numbers, strings, lists, mappings with scalar keys): no
+    YAML alias that contains itself, no exponential tree of aliases, no dates; a ConfigError names the key."""
+    count = 0
+
+    def walk(node, where: str, parents: tuple) -> None:
+        nonlocal count
+        count += 1
+        if count > _MAX_VALUES:
+            raise ConfigError(f"{where}: the config holds more than {_MAX_VALUES:,} values (YAML aliases "
+                              "repeated inside each other?)")
+        if isinstance(node, (list, dict)):
+            if id(node) in parents:
+                raise ConfigError(f"{where}: a YAML alias refers to a block that contains it (a recursive "
+                                  "structure); write the values out")
+            if len(parents) >= _MAX_DEPTH:
+                raise ConfigError(f"{where}: nested more than {_MAX_DEPTH} levels deep")
+            parents = (*parents, id(node))
+            if isinstance(node, list):
+                for i, item in enumerate(node):
+                    walk(item, f"{where}[{i}]", parents)
+                return
+            for key, item in node.items():
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    raise ConfigError(f"{where}: the key {key!r} is not a name (a list or mapping used as a key)")
+                walk(item, f"{key}" if where == "config" else f"{where}.{key}", parents)
+        elif isinstance(node, (datetime.date, datetime.datetime)):
+            raise ConfigError(f"{where}: YAML reads {node.isoformat()} as a date; quote it to give a string")
+        elif not isinstance(node, (str, int, float, bool)) and node is not None:
+            raise ConfigError(f"{where}: {node!r} is not a number, string, list or mapping")
+
+    walk(data, where, ())
 
 
 def with_overrides(data: dict, overrides: dict | None) -> dict:
     """A deep copy of `data` (plain types only) with dotted keys set, e.g. {"output.dir": "out/x"}."""
+    plain(data)
+    for dotted, value in (overrides or {}).items():
+        plain(value, f"--set {dotted}")
     data = json.loads(json.dumps(data))
     for dotted, value in (overrides or {}).items():
         node = data

@@ -10,6 +10,8 @@ exactly what ran.
 from __future__ import annotations
 
 import difflib
+import math
+import os
 import re
 
 from root2hdf5.pipelines.config import events, features, images, statistics, variations
@@ -43,7 +45,7 @@ def resolve(cfg: Config) -> Config:
     images.resolve(cfg)
     variations.resolve(cfg)
     _output(cfg)
-    features.check(cfg)
+    _memory(cfg, features.check(cfg))
     return cfg
 
 
@@ -98,8 +100,10 @@ def _sample_weights(cfg: Config, s) -> None:
             value = float(s.sum_of_weights)
         except ValueError:
             raise ConfigError(f"{where}.sum_of_weights: {s.sum_of_weights!r} is neither a number nor 'auto'") from None
-        if value <= 0:
-            raise ConfigError(f"{where}.sum_of_weights must be positive")
+        if not 0 < value < math.inf:
+            raise ConfigError(f"{where}.sum_of_weights must be a positive finite number, got {s.sum_of_weights!r}")
+    if s.cross_section is not None and s.cross_section <= 0:
+        raise ConfigError(f"{where}.cross_section must be positive, got {s.cross_section:g}")
     if s.cross_section is not None and s.sum_of_weights is None:
         raise ConfigError(f"{where}: cross_section needs sum_of_weights (a number, or auto to sum "
                           "weights.branch over all events read)")
@@ -237,6 +241,10 @@ def check_function(spec: str, kind: str, where: str) -> None:
 
 def _preprocess(cfg: Config, listed: list[str]) -> None:
     pre = cfg.preprocess
+    if pre.unit_scale <= 0:
+        raise ConfigError(f"preprocess.unit_scale must be positive (a factor of units), got {pre.unit_scale:g}")
+    if cfg.weights.luminosity <= 0:
+        raise ConfigError(f"weights.luminosity must be positive, got {cfg.weights.luminosity:g}")
     for key in ("constituents", "jets"):
         specs = getattr(pre, key)
         if not specs:
@@ -312,6 +320,41 @@ def _shuffle(cfg: Config) -> None:
         # have similar sizes; every non-empty split gets at least one.
         sh.shards_per_split = {name: max(1, round(sh.shards * f)) for name, f in cfg.split.fractions().items()
                                if f > 0}
+
+
+# -------------------------------------------------------------------------------------------- memory
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine, None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _memory(cfg: Config, names: features.Features) -> None:
+    """The keys that become array shapes must give arrays that fit: one work unit's rows (input.step_size
+    entries, each with its leading jets) of the padded dataset, or of each image, in half of the memory (the
+    rest is for the branches read and the copies the functions make). Absurd sizes fail here, not as a
+    numpy MemoryError on a worker."""
+    memory = physical_memory()
+    if not memory:
+        return
+    rows = cfg.input.step_size * (cfg.input.leading_jets if cfg.record == "jet" and cfg.input.layout == "events"
+                                  else 1)
+    key = "events.collection.max" if cfg.record == "event" else "constituents.max"
+    width = [(key, features.padded_length(cfg) * max(1, len(names.get("constituents", []))) * 4)]
+    for i, image in enumerate(cfg.images):
+        if image.kind == "dense":  # a pixels image holds one index per constituent, whatever its bins
+            width.append((f"images[{i}].bins",
+                          math.prod(image.bins) * len(image.channels) * (2 if image.dtype == "float16" else 4)))
+    for key, row_bytes in width:
+        need = rows * row_bytes
+        if need > memory // 2:
+            raise ConfigError(f"{key}: one work unit of {rows:,} rows (input.step_size x jets per entry) would need "
+                              f"{need / 2**30:,.1f} GiB for it, more than half the {memory / 2**30:,.1f} GiB of "
+                              "memory here; lower it or input.step_size")
 
 
 # -------------------------------------------------------------------------------------------- output

@@ -1,0 +1,115 @@
+"""Issue 18 (items 6, 7, 12, 13, 14): what the config can hold that used to run with NaN/Inf, hang, crash with
+a traceback or read the wrong files is refused when it loads, with one line naming the key or expression."""
+import importlib
+
+import pytest
+
+from root2hdf5.pipelines.config import config_from_dict, load_config
+from root2hdf5.transforms.core.errors import ConfigError
+from tests.test_config import base, event_base
+
+NAN, INF = float("nan"), float("inf")
+resolve = importlib.import_module("root2hdf5.pipelines.config.resolve")  # the package exports its function
+
+
+def with_sample(**keys):
+    cfg = base()
+    cfg["samples"][0].update(keys)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------ 6: numbers, ranges
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (base(preprocess__unit_scale=NAN), r"^preprocess\.unit_scale: nan is not a finite number$"),
+    (base(preprocess__unit_scale="1e39"), r"^preprocess\.unit_scale: 1e\+39 is too large \(numbers are written as "
+                                          r"float32"),
+    (base(preprocess__scale={"rho": INF}), r"^preprocess\.scale\.rho: inf is not a finite number$"),
+    (with_sample(weight=NAN), r"^samples\[0\]\.weight: nan is not a finite number$"),
+    (with_sample(weight=-INF), r"^samples\[0\]\.weight: -inf is not a finite number$"),
+    (base(weights__luminosity=INF), r"^weights\.luminosity: inf is not a finite number$"),
+    (base(input__nonfinite_value=INF), r"^input\.nonfinite_value: inf is not a finite number$"),
+    (base(input__nonfinite_value=-1e300), r"^input\.nonfinite_value: -1e\+300 is too large"),
+    (base(split__train=NAN), r"^split\.train: nan is not a finite number$"),  # 12: was a KeyError
+    (base(constituents__min_pt=NAN), r"^constituents\.min_pt: nan is not a finite number$"),
+    (with_sample(cross_section=NAN, sum_of_weights=1), r"^samples\[0\]\.cross_section: nan is not a finite"),
+    (event_base(events__default=NAN), r"^events\.default: nan is not a finite number$"),
+    (base(shuffle__seed=2**70), r"^shuffle\.seed: 1180591620717411303424 is too large \(integers must fit in 64"),
+    (base(constituents__max=1e300), r"^constituents\.max: 1000000000000000052504760255204420248704468581108159154915"),
+])
+def test_numbers_must_be_finite_and_fit(cfg, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(cfg)
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (base(preprocess__unit_scale=0), r"^preprocess\.unit_scale must be positive \(a factor of units\), got 0$"),
+    (base(preprocess__unit_scale=-0.001), r"^preprocess\.unit_scale must be positive"),
+    (base(weights__luminosity=0), r"^weights\.luminosity must be positive, got 0$"),
+    (with_sample(cross_section=-2, sum_of_weights=1), r"^samples\.a\.cross_section must be positive, got -2$"),
+    (with_sample(cross_section=2, sum_of_weights="nan"), r"^samples\.a\.sum_of_weights must be a positive finite"),
+    (with_sample(cross_section=2, sum_of_weights="inf"), r"^samples\.a\.sum_of_weights must be a positive finite"),
+])
+def test_numbers_out_of_their_range(cfg, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(cfg)
+
+
+def test_a_yaml_nan_names_the_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("samples: [{name: a, files: [x.root], tree: t, weight: .nan}]\ninput: {jet_branches: [jet_pt]}\n")
+    with pytest.raises(ConfigError, match=r"^samples\[0\]\.weight: nan is not a finite number$"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^weights\.luminosity: inf is not a finite number$"):
+        load_config(path, {"samples": [{"name": "a", "files": ["x.root"], "tree": "t"}], "weights.luminosity": INF})
+
+
+def test_array_sizes_are_bounded_by_memory(monkeypatch):
+    # constituents.max: 10000000 died in a numpy MemoryError on the workers
+    with pytest.raises(ConfigError, match=r"^constituents\.max: one work unit of 100,000 rows .* would need "
+                                          r"14,901\.2 GiB .* GiB of memory here"):
+        config_from_dict(base(constituents__max=10_000_000))  # 50000 entries x 2 jets x 1e7 x 4 features x 4 bytes
+    monkeypatch.setattr(resolve, "physical_memory", lambda: 4 * 2**30)
+    # 1000 x 2 rows x 80 slots x 4 features x 4 bytes = 2.44 MiB, far below 2 GiB
+    assert config_from_dict(base(input__step_size=1000)).constituents.max == 80
+    need = 1_000_000 * 2 * 80 * 4 * 4  # 2.4 GiB > half of 4 GiB
+    with pytest.raises(ConfigError, match=rf"^constituents\.max: .* 2,000,000 rows .* {need / 2**30:,.1f} GiB .* "
+                                          r"half the 4\.0 GiB of memory here; lower it or input\.step_size$"):
+        config_from_dict(base(input__step_size=1_000_000))
+    image = {"name": "img", "kind": "dense", "bins": [4000, 4000], "range": [[-1, 1], [-1, 1]], "channels": ["pt", "e"]}
+    with pytest.raises(ConfigError, match=r"^images\[0\]\.bins: one work unit of 2,000 rows"):
+        config_from_dict(base(input__step_size=1000, images=[image]))  # 2000 x 16e6 x 2 x 4 bytes = 238 GiB
+    pixels = {**image, "kind": "pixels"}  # one index per constituent, whatever the bins
+    pixels.pop("channels")
+    assert config_from_dict(base(input__step_size=1000, images=[pixels])).images[0].bins == [4000, 4000]
+
+
+# --------------------------------------------------------------------------------- 12: crashes to one line
+
+
+@pytest.mark.parametrize("text, message", [
+    ("samples: [{name: a, files: [x.root], tree: t}]\ninput: {jet_branches: &x [*x]}\n",
+     r"^input\.jet_branches\[0\]: a YAML alias refers to a block that contains it"),
+    ("a: &x {b: *x}\nsamples: [{name: a, files: [x.root], tree: t}]\n", r"^a\.b: a YAML alias refers to a block"),
+    ("samples: [{name: 2024-01-01, files: [x.root], tree: t}]\ninput: {jet_branches: [jet_pt]}\n",
+     r"^samples\[0\]\.name: YAML reads 2024-01-01 as a date; quote it to give a string$"),
+    ("samples: " + "[" * 5000 + "]" * 5000 + "\n", r"is nested too deeply to be a config$"),
+    ("samples: " + "[" * 100 + "]" * 100 + "\n", r"^samples(\[0\]){63}: nested more than 64 levels deep$"),
+    ("l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n" + "".join(
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 6)) +
+     "samples: [{name: a, files: [x.root], tree: t}]\ninput: {jet_branches: *l5}\n",
+     r"the config holds more than 1,000,000 values \(YAML aliases repeated inside each other\?\)$"),
+])
+def test_yaml_that_crashed_the_loader(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_a_mapping_used_as_a_key():
+    with pytest.raises(ConfigError, match=r"^preprocess\.scale: the key \('a', 'b'\) is not a name"):
+        config_from_dict(base(preprocess__scale={("a", "b"): 1.0}))
+
+
