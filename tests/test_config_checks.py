@@ -2,10 +2,14 @@
 a traceback or read the wrong files is refused when it loads, with one line naming the key or expression."""
 import importlib
 
+import numpy as np
 import pytest
 
 from root2hdf5.pipelines.config import config_from_dict, load_config
+from root2hdf5.transforms.core.batch import Jagged
 from root2hdf5.transforms.core.errors import ConfigError
+from root2hdf5.transforms.rows.event_expressions import EventExpression
+from root2hdf5.transforms.rows.expressions import Expression
 from tests.test_config import base, event_base
 
 NAN, INF = float("nan"), float("inf")
@@ -85,7 +89,60 @@ def test_array_sizes_are_bounded_by_memory(monkeypatch):
     assert config_from_dict(base(input__step_size=1000, images=[pixels])).images[0].bins == [4000, 4000]
 
 
+# ---------------------------------------------------------------------------- 7: expressions that explode
+
+
+@pytest.mark.parametrize("text, message", [
+    ("10**10**10 > jet_pt", r"the exponent 10 \*\* 10 of \*\* is larger than 1024"),  # hung for minutes
+    ("jet_pt ** 2000 > 1", r"the exponent 2000 of \*\* is larger than 1024"),
+    ("jet_pt > 2 ** -5000", r"the exponent -5000 of \*\*"),
+    ("jet_pt > 1 / (2 - 2)", r"1 / \(2 - 2\) divides by zero"),
+    ("jet_pt > 5 % 0", r"5 % 0 divides by zero"),
+    ("jet_pt < 10.0 ** 400", r"10\.0 \*\* 400 is not a finite real number"),
+    ("jet_pt < 1e999", r"a number in it is larger than a float holds \(1\.8e308\)"),
+    ("jet_pt < (-8) ** 0.5", r"\(-8\) \*\* 0\.5 is not a finite real number"),  # a complex number
+    ("jet_pt < 10**300 * 10**300", r"'10 \*\* 300 \* 10 \*\* 300' is larger than a float holds"),
+    ("jet_pt < " + "9" * 400, r"'9{200}\.\.\.' is larger than a float holds"),
+])
+def test_constant_parts_are_computed_at_load_with_bounds(text, message):
+    with pytest.raises(ConfigError, match=rf"^input\.selection '.*': {message}"):
+        config_from_dict(base(input__selection=text))
+
+
+@pytest.mark.parametrize("text", [
+    "-" * 100_000 + "jet_pt > 0",  # was a MemoryError
+    " + ".join(["jet_pt"] * 100_000) + " > 0",  # was a RecursionError
+    " & ".join(["jet_pt > 1"] * 20_000),
+])
+def test_deep_nesting_is_one_line(text):
+    with pytest.raises(ConfigError, match=r"^input\.selection '.{200}\.\.\.' is nested too deeply; split it"):
+        config_from_dict(base(input__selection=text))
+
+
+def test_constants_within_bounds_evaluate_as_before():
+    values = {"jet_pt": np.array([1.0, 300.0, 3e3]), "n": np.array([1, 2, 3])}
+    cases = [("jet_pt ** 2 > 2 ** 10 * 60", values["jet_pt"] ** 2 > 2 ** 10 * 60),
+             ("jet_pt * 2 ** -3 > 1 / 4 + 36", values["jet_pt"] * 2 ** -3 > 1 / 4 + 36),
+             ("n ** 1024 > 0", values["n"] ** 1024 > 0),
+             ("n % 2 == 1 & (-2) ** 3 < n", (values["n"] % 2 == 1) & ((-2) ** 3 < values["n"]))]
+    for text, expected in cases:
+        np.testing.assert_array_equal(Expression(text).evaluate(values), expected)
+
+
 # --------------------------------------------------------------------------------- 12: crashes to one line
+
+
+def test_an_index_too_large_for_numpy_is_refused():
+    with pytest.raises(ConfigError, match=r"^events\.variables\[1\] 'Jet_pt\[99999999999999999999\]': index "
+                                          r"99999999999999999999 is larger than any list can be"):
+        config_from_dict(event_base(events__variables=["nJet", "Jet_pt[99999999999999999999]"]))
+    with pytest.raises(ConfigError, match=r"^input\.selection 'Jet_pt\[99999999999999999999\] > 1': index "
+                                          r"99999999999999999999 is larger than any list can be "
+                                          r"\(at most 2147483647\)$"):
+        config_from_dict(event_base(input__selection="Jet_pt[99999999999999999999] > 1"))
+    # the largest index allowed evaluates: no event has that many jets, so every comparison is false (NaN)
+    jets = Jagged(np.array([1.0, 2.0, 3.0]), np.array([0, 2]), np.array([2, 1]))
+    assert EventExpression("Jet_pt[2147483647] > 0").evaluate({"Jet_pt": jets}).tolist() == [False, False]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -21,7 +21,7 @@ import numpy as np
 
 from root2hdf5.transforms.core.batch import Jagged
 from root2hdf5.transforms.core.errors import ConfigError, InputError
-from root2hdf5.transforms.rows.expressions import FUNCTIONS, Expression, protect_names
+from root2hdf5.transforms.rows.expressions import FUNCTIONS, Expression, check_index, protect_names
 
 # a branch (a name, a dotted name or a quoted name's placeholder) followed by an index
 _INDEXED = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*)\s*\[\s*(\d+)\s*\]")
@@ -86,7 +86,7 @@ class EventExpression:
         seen: dict[tuple[str, int], str] = {}
 
         def rewrite(match):
-            key = (quoted.get(match.group(1), match.group(1)), int(match.group(2)))
+            key = (quoted.get(match.group(1), match.group(1)), check_index(match.group(2), what, text))
             if key not in seen:
                 seen[key] = alias(len(seen))
                 self._aliases[seen[key]] = key

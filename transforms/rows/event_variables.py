@@ -22,7 +22,7 @@ import numpy as np
 from root2hdf5.transforms.core.batch import Jagged, RowBatch
 from root2hdf5.transforms.core.errors import ConfigError, InputError
 from root2hdf5.transforms.rows.event_expressions import EventExpression, element_at
-from root2hdf5.transforms.rows.expressions import unquote
+from root2hdf5.transforms.rows.expressions import check_index, unquote
 
 # a branch: a name, a dotted name, or any name quoted as `name` / get("name"); then an optional index
 _PLAIN = re.compile(r"^\s*(`[^`]+`|get\(\s*(['\"]).*?\2\s*\)|[A-Za-z_][\w.]*)\s*(?:\[\s*(\d+)\s*\])?\s*$")
@@ -55,7 +55,8 @@ def parse_variable(text: str, where: str = "events.variables") -> Variable:
         branch, index = unquote(plain.group(1)), plain.group(3)
         if index is None:
             return Variable(branch, branch)
-        return Variable(f"{branch}[{int(index)}]", branch, int(index))
+        index = check_index(index, where, text)
+        return Variable(f"{branch}[{index}]", branch, index)
     named = _NAMED.match(text)
     if named:
         name, expression = named.groups()

@@ -17,13 +17,16 @@ spaces before a dotted name (`Jet/Jet.PT`) is refused: it would read as a divisi
 by the user; quote the name, or put spaces around a division (`jet_m/jet_pt` is a division).
 
 Nothing but this grammar is evaluated: no attributes, subscripts, lambdas or builtins, so a config string
-cannot run arbitrary code.
+cannot run arbitrary code. Nor can it hang or crash the run: the constant parts (`10**10**10`, `1/0`) are
+computed when the config loads, with `**` exponents limited to 1024 and results to finite numbers, and an
+expression nested too deeply for Python's parser is refused there too.
 """
 from __future__ import annotations
 
 import ast
 import difflib
 import io
+import math
 import re
 import threading
 import tokenize
@@ -52,6 +55,18 @@ _ALLOWED_NODES = (
     ast.Invert, ast.USub, ast.UAdd, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE,
 )
 
+
+# the largest |exponent| of `**` with a constant exponent, and the largest index of a list element (Jet_pt[k]):
+# beyond them a result is no number a float holds (10**10**10 would take hours to compute as an integer)
+MAX_EXPONENT = 1024
+MAX_INDEX = 2**31 - 1
+_FOLD = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+    ast.Pow: lambda a, b: a ** b, ast.BitAnd: lambda a, b: a & b, ast.BitOr: lambda a, b: a | b,
+    ast.BitXor: lambda a, b: a ^ b,
+    ast.USub: lambda a: -a, ast.UAdd: lambda a: +a, ast.Invert: lambda a: ~a,
+}
 
 # `name` (pandas' quoting) or get("name") / get('name') (uproot's): any branch name, whatever its characters
 _QUOTED = re.compile(r"`([^`]*)`|\bget\(\s*(?:'([^']*)'|\"([^\"]*)\")\s*\)")
@@ -91,6 +106,53 @@ def protect_names(text: str, what: str = "expression") -> tuple[str, dict[str, s
             f"quote a branch name holding '/' in backticks (`{path.group(0)}`), or write a division with "
             f"spaces ({path.group(1)} / {path.group(2)})")
     return rewritten, names
+
+
+def shown(text: str) -> str:
+    """An expression as quoted in a message: whole unless it is very long."""
+    return repr(text if len(text) <= 200 else text[:200] + "...")
+
+
+def check_index(index: str, what: str, text: str) -> int:
+    """The index of `branch[index]` as an int, refused beyond any list's length (numpy overflows there)."""
+    value = int(index)
+    if value > MAX_INDEX:
+        raise ConfigError(f"{what} {shown(text)}: index {index} is larger than any list can be (at most {MAX_INDEX})")
+    return value
+
+
+def _constant(node, what: str, text: str):
+    """The value of a constant sub-expression (None where a branch is read), computed with its size bounded
+    so that `10**10**10` or `1/0` fail here, at config load, and not as a hang or a crash on a worker."""
+    if isinstance(node, ast.Constant):
+        value = node.value
+    elif isinstance(node, ast.UnaryOp) and type(node.op) in _FOLD:
+        operand = _constant(node.operand, what, text)
+        value = None if operand is None else _FOLD[type(node.op)](operand)
+    elif isinstance(node, ast.BinOp) and type(node.op) in _FOLD:
+        left, right = _constant(node.left, what, text), _constant(node.right, what, text)
+        if isinstance(node.op, ast.Pow) and right is not None and not abs(right) <= MAX_EXPONENT:
+            raise ConfigError(f"{what} {shown(text)}: the exponent {ast.unparse(node.right)} of ** is larger than "
+                              f"{MAX_EXPONENT}; no float holds the result")
+        if left is None or right is None:
+            return None
+        try:
+            value = _FOLD[type(node.op)](left, right)
+        except ZeroDivisionError:
+            raise ConfigError(f"{what} {shown(text)}: {ast.unparse(node)} divides by zero") from None
+        except OverflowError:
+            value = math.inf
+    else:
+        for child in ast.iter_child_nodes(node):
+            _constant(child, what, text)
+        return None
+    if isinstance(value, int) and value.bit_length() > MAX_EXPONENT:
+        raise ConfigError(f"{what} {shown(text)}: {shown(ast.unparse(node))} is larger than a float holds")
+    if isinstance(value, complex) or not math.isfinite(value):
+        if isinstance(node, ast.Constant):  # 1e999: Python reads it as inf
+            raise ConfigError(f"{what} {shown(text)}: a number in it is larger than a float holds (1.8e308)")
+        raise ConfigError(f"{what} {shown(text)}: {ast.unparse(node)} is not a finite real number")
+    return value
 
 
 def unquote(name: str) -> str:
@@ -207,6 +269,14 @@ class Expression:
         self.functions = FUNCTIONS if functions is None else functions
         rewritten, self._names = protect_names(text, what)  # placeholder identifier -> branch name
         try:
+            self._compile(rewritten)
+        except (RecursionError, MemoryError):  # Python's parser and compiler recurse once per nesting level
+            raise ConfigError(f"{what} {shown(text)} is nested too deeply; split it, or use fewer "
+                              "parentheses and operators in a row") from None
+
+    def _compile(self, rewritten: str) -> None:
+        text, what = self.text, self.what
+        try:
             with _AST_LOCK:
                 tree = ast.parse(_root_precedence(rewritten).strip(), mode="eval")
         except (SyntaxError, tokenize.TokenError) as err:
@@ -231,6 +301,7 @@ class Expression:
                 symbols[node.id] = min(node.col_offset, symbols.get(node.id, node.col_offset))
             elif isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, bool)):
                 raise ConfigError(f"{what} {text!r}: only numeric constants are allowed, got {node.value!r}")
+        _constant(tree.body, what, text)
         # identifiers as they appear in the compiled code; symbols as the tree names the branches
         self._identifiers = sorted(symbols, key=symbols.get)
         self.symbols = list(dict.fromkeys(self._names.get(s, s) for s in self._identifiers))
