@@ -1,6 +1,8 @@
 """Issue 18 (items 6, 7, 12, 13, 14): what the config can hold that used to run with NaN/Inf, hang, crash with
 a traceback or read the wrong files is refused when it loads, with one line naming the key or expression."""
 import importlib
+import logging
+import os
 
 import numpy as np
 import pytest
@@ -8,9 +10,11 @@ import pytest
 from root2hdf5.pipelines.config import config_from_dict, load_config
 from root2hdf5.transforms.core.batch import Jagged
 from root2hdf5.transforms.core.errors import ConfigError
+from root2hdf5.transforms.read.sources import expand_files
 from root2hdf5.transforms.rows.event_expressions import EventExpression
 from root2hdf5.transforms.rows.expressions import Expression
 from tests.test_config import base, event_base
+from tests.test_sources import sample
 
 NAN, INF = float("nan"), float("inf")
 resolve = importlib.import_module("root2hdf5.pipelines.config.resolve")  # the package exports its function
@@ -170,3 +174,73 @@ def test_a_mapping_used_as_a_key():
         config_from_dict(base(preprocess__scale={("a", "b"): 1.0}))
 
 
+# ------------------------------------------------------------------------------ 13: a file in two samples
+
+
+@pytest.fixture
+def two_spellings(tmp_path, monkeypatch):
+    """One file written as an absolute path, as ./relative, through a symlink and through a glob."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.root").write_bytes(b"")
+    (data / "b.root").write_bytes(b"")
+    os.symlink(data / "a.root", tmp_path / "link.root")
+    monkeypatch.chdir(tmp_path)
+    return data
+
+
+def _two_samples(files_a, files_b, **sample_b):
+    cfg = base()
+    cfg["samples"] = [{"name": "sig", "files": files_a, "tree": "t", "label": 1},
+                      {"name": "bkg", "files": files_b, "tree": "t", "label": 0, **sample_b}]
+    return cfg
+
+
+@pytest.mark.parametrize("files_b, spelled", [(["./data/a.root"], "./data/a.root"), (["link.root"], "link.root"),
+                                               (["data/*.root"], "data/a.root"), (["list.txt"], "data/../data/a.root")])
+def test_a_file_in_two_samples_is_refused(two_spellings, files_b, spelled):
+    (two_spellings.parent / "list.txt").write_text("data/b.root\ndata/../data/a.root\n")
+    real = os.path.realpath(two_spellings / "a.root")
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(_two_samples([str(two_spellings / "a.root")], files_b))
+    assert str(err.value) == (
+        f"samples: file {spelled} ({real}) is in sample 'sig' and in sample 'bkg'; its jets would be written once per "
+        "sample, with each label; list it in one sample, give each sample a selection, or accept this with "
+        "checks.allow: [shared_files]")
+
+
+def test_a_file_in_two_samples_when_allowed_or_split_by_selections(two_spellings, caplog):
+    files = [str(two_spellings / "a.root")], ["link.root"]
+    with caplog.at_level(logging.WARNING, logger="root2hdf5"):
+        cfg = config_from_dict({**_two_samples(*files), "checks": {"allow": ["shared_files"]}})
+    assert cfg.checks.allow == ["shared_files"]
+    real = os.path.realpath(two_spellings / "a.root")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"samples: file link.root ({real}) is in sample 'sig' and in sample 'bkg'; its jets would be written once per "
+        "sample, with each label (accepted by checks.allow: [shared_files])"]
+    # one file split into classes by per-sample selections (docs/config.md) stays as it was
+    split = _two_samples(*files, selection="jet_pt < 500")
+    split["samples"][0]["selection"] = "jet_pt >= 500"
+    assert [s.selection for s in config_from_dict(split).samples] == ["jet_pt >= 500", "jet_pt < 500"]
+    with pytest.raises(ConfigError, match=r"is in sample 'sig' and in sample 'bkg'"):  # one selection: overlap
+        config_from_dict(_two_samples(*files, selection="jet_pt < 500"))
+    # different files, and files that do not exist yet, are left alone here
+    assert len(config_from_dict(_two_samples(["data/a.root"], ["data/b.root", "missing.root"])).samples) == 2
+
+
+# ---------------------------------------------------------------------- 14: file names with glob characters
+
+
+def test_an_existing_path_with_glob_characters_is_taken_literally(tmp_path):
+    for name in ("weird[1].root", "weird1.root", "what?.root", "star*.root", "stars.root"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "files.txt").write_text("weird[1].root\nwhat?.root\n")
+
+    def paths(*entries):
+        return [os.path.basename(f.path) for f in expand_files([sample("s", *(str(tmp_path / e) for e in entries))])]
+
+    assert paths("weird[1].root") == ["weird[1].root"]  # was: no files match
+    assert paths("star*.root") == ["star*.root"]
+    assert paths("files.txt") == ["weird[1].root", "what?.root"]
+    assert paths("weird[12].root") == ["weird1.root"]  # no such file: a glob, as before
+    assert paths("st*.root") == ["star*.root", "stars.root"]

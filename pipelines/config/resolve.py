@@ -10,6 +10,7 @@ exactly what ran.
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import os
 import re
@@ -22,9 +23,11 @@ from root2hdf5.transforms.output.hdf5_files import hdf5plugin_missing
 from root2hdf5.transforms.physics import kinematics
 from root2hdf5.transforms.physics.library import PRESETS
 from root2hdf5.transforms.physics.preprocess import BUILTINS
+from root2hdf5.transforms.read.sources import shared_files
 from root2hdf5.transforms.rows.expressions import unquote
 from root2hdf5.transforms.rows.select import expression_class
 
+log = logging.getLogger("root2hdf5")
 DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 _USER_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _INDEX = re.compile(r"\[\d+\]$")  # the element index of an event variable such as Jet_pt[0]
@@ -70,6 +73,24 @@ def _samples(cfg: Config) -> None:
     for s in cfg.samples:
         _categories(cfg, s)
         _sample_weights(cfg, s)
+    _shared_files(cfg)
+
+
+def _shared_files(cfg: Config) -> None:
+    """A file in two samples would give each of its jets twice, once with each label: refused unless allowed,
+    or unless both samples have a selection of their own (one file split into classes, docs/config.md)."""
+    selected = {s.name for s in cfg.samples if s.selection is not None}
+    shared = [item for item in shared_files(cfg.samples) if not {item[1], item[2]} <= selected]
+    if not shared:
+        return
+    path, first, second = shared[0]
+    more = f" (and {len(shared) - 1} more files in two samples)" if len(shared) > 1 else ""
+    message = (f"samples: file {path} is in sample {first!r} and in sample {second!r}{more}; its jets would be "
+               "written once per sample, with each label")
+    if "shared_files" not in cfg.checks.allow:
+        raise ConfigError(f"{message}; list it in one sample, give each sample a selection, or accept this with "
+                          "checks.allow: [shared_files]")
+    log.warning("%s (accepted by checks.allow: [shared_files])", message)
 
 
 def _categories(cfg: Config, s) -> None:

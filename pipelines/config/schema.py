@@ -252,9 +252,11 @@ class VariationConfig:
 
 @dataclass
 class ChecksConfig:
-    """Checks of degenerate input that stop a run (exit code != 0) unless listed in `allow`."""
+    """Checks of degenerate input that stop a run (exit code != 0) unless listed in `allow` (`shared_files`, a
+    file in two samples, is checked when the config loads)."""
 
-    allow: list[Literal["few_event_numbers", "empty_split", "empty_norm"]] = field(default_factory=list)
+    allow: list[Literal["few_event_numbers", "empty_split", "empty_norm", "shared_files"]] = field(
+        default_factory=list)
 
 
 @dataclass
