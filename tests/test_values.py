@@ -2,6 +2,8 @@
 numbers stored as read or refused."""
 from __future__ import annotations
 
+import json
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -128,3 +130,62 @@ def test_a_weight_factor_that_overflows_float32_fails(overflow_file, tmp_path):
     with pytest.raises(InputError, match=r"overflow.root: the weight of entry \d+, jet \d times the factor 1e\+50 of "
                                          r"sample 's' .* is inf in float32"):
         run_config(cfg)
+
+
+# ------------------------------------------------------------------------------------------ event numbers
+
+
+def _numbered_file(path, numbers: np.ndarray):
+    cols = synthetic.generate_events(len(numbers), 5, False)
+    cols["eventNumber"] = numbers
+    with uproot.recreate(path) as handle:
+        handle["t"] = cols
+    return path
+
+
+def _event_config(path, out, event_number="eventNumber"):
+    return {"samples": [{"name": "s", "files": [str(path)], "tree": "t"}],
+            "input": {"layout": "events", "leading_jets": 2, "event_number": event_number,
+                      "jet_branches": ["jet_pt"], "constituent_branches": ["jet_constit_pt"]},
+            "constituents": {"max": 5}, "split": {"train": 0.5, "val": 0.25, "test": 0.25},
+            "shuffle": {"shards": 3}, "output": {"dir": str(out)}}
+
+
+def test_uint64_event_numbers_beyond_int64_are_refused(tmp_path):
+    """2**64 - 1 used to become -1 (the 'not configured' value) and 2**63 a negative number."""
+    numbers = np.arange(1, 31, dtype=np.uint64)
+    numbers[[7, 12]] = [2**64 - 1, 2**63]
+    path = _numbered_file(tmp_path / "big.root", numbers)
+    assert uproot.open(path)["t"].arrays(["eventNumber"])["eventNumber"].type.content.primitive == "uint64"
+    with pytest.raises(InputError, match=r"big.root: input.event_number 'eventNumber' is 18446744073709551615 at "
+                                         r"entry 7, beyond the int64 event_number dataset"):
+        run_config(_event_config(path, tmp_path / "out"))
+    numbers[7] = 5
+    with pytest.raises(InputError, match=r"'eventNumber' is 9223372036854775808 at entry 12"):
+        run_config(_event_config(_numbered_file(tmp_path / "big.root", numbers), tmp_path / "out"))
+
+
+def test_uint64_event_numbers_that_fit_are_stored_and_split_as_int64_ones(tmp_path):
+    """Up to 2**63 - 1 an unsigned branch gives exactly what the same numbers in a signed branch give (the
+    stored values and the split of every event); without input.event_number the column is -1, and the file
+    attribute `config` says that it is not set."""
+    numbers = np.arange(2**63 - 40, 2**63, dtype=np.uint64)
+    unsigned = read_output(_run(tmp_path, "u", numbers))
+    signed = read_output(_run(tmp_path, "i", numbers.astype(np.int64)))
+    for split in ("train", "val", "test"):
+        for name in ("event_number", "source", "jets", "constituents"):
+            np.testing.assert_array_equal(unsigned[split][name], signed[split][name])
+        entries = unsigned[split]["source"][:, 2]
+        np.testing.assert_array_equal(unsigned[split]["event_number"], numbers[entries].astype(np.int64))
+    assert sum(len(unsigned[s]["labels"]) for s in unsigned) > 0
+    cfg = _event_config(tmp_path / "u.root", tmp_path / "none", event_number=None)
+    run_config(cfg)
+    none = read_output(str(tmp_path / "none"))
+    assert all((none[s]["event_number"] == -1).all() for s in none)
+    assert json.loads(none["train"]["_attrs"]["config"])["input"]["event_number"] is None
+
+
+def _run(tmp_path, name, numbers) -> str:
+    out = tmp_path / f"out_{name}"
+    run_config(_event_config(_numbered_file(tmp_path / f"{name}.root", numbers), out))
+    return str(out)
