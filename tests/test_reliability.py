@@ -213,6 +213,52 @@ def test_unreadable_files_are_skipped_and_listed(ntuples, tmp_path, clean_run):
             np.testing.assert_array_equal(skipping[split][name], clean[split][name])
 
 
+def _tree_file(path, seed: int, n_events: int = 200, basket: int = 40) -> ak.Array:
+    """A TTree of `n_events` events written `basket` entries at a time (one basket per branch each); returns
+    the jet pTs, the independent count of what the file holds."""
+    cols = synthetic.generate_events(n_events, seed, True)
+    with uproot.recreate(path) as handle:
+        handle.mktree("t", {"eventNumber": np.uint64, "jet_pt": "var * float32", "jet_eta": "var * float32"})
+        for start in range(0, n_events, basket):
+            handle["t"].extend({name: cols[name][start:start + basket] for name in ("eventNumber", "jet_pt",
+                                                                                      "jet_eta")})
+    return cols["jet_pt"]
+
+
+def test_a_file_failing_in_a_later_range_is_accounted_exactly(tmp_path):
+    """damaged.root's third basket of jet_pt (entries 80-120) is overwritten: its other ranges are read, then
+    dropped as the file is skipped. Every event and jet is counted once: events = the entries of both files,
+    jets = the outcomes' sum, per file, sample and total, against counts made with uproot."""
+    good_pt = _tree_file(tmp_path / "good.root", 4)
+    damaged_pt = _tree_file(tmp_path / "damaged.root", 5)
+    branch = uproot.open(tmp_path / "damaged.root")["t"]["jet_pt"]
+    seek, size = int(branch.member("fBasketSeek")[2]), int(branch.member("fBasketBytes")[2])
+    assert list(branch.member("fBasketEntry")[2:4]) == [80, 120]
+    data = bytearray((tmp_path / "damaged.root").read_bytes())
+    data[seek:seek + size] = b"\xff" * size
+    (tmp_path / "damaged.root").write_bytes(data)
+    cfg = {"samples": [{"name": "s", "files": [str(tmp_path / "good.root"), str(tmp_path / "damaged.root")],
+                        "tree": "t"}],
+           "input": {"layout": "events", "leading_jets": 10, "event_number": "eventNumber", "step_size": 40,
+                     "jet_branches": ["jet_pt", "jet_eta"], "on_error": "skip"},
+           "split": {"train": 0.6, "val": 0.2, "test": 0.2}, "shuffle": {"shards": 3},
+           "output": {"dir": str(tmp_path / "out")}}
+    report = run_config(cfg)
+    good_jets = int(ak.sum(ak.num(good_pt)))
+    read_jets = int(ak.sum(ak.num(damaged_pt[:80])) + ak.sum(ak.num(damaged_pt[120:])))
+    good, damaged = report["files"]
+    assert (good["events"], good["jets"], sum(good["written"].values())) == (200, good_jets, good_jets)
+    assert (damaged["events"], damaged["unread"], damaged["jets"], damaged["skipped"]) == (200, 40, read_jets,
+                                                                                          read_jets)
+    assert sum(damaged["written"].values()) == 0 and "entries 80-120" in damaged["skip_reason"]
+    for entry in (report["samples"]["s"], report["total"]):
+        assert (entry["events"], entry["jets"], entry["skipped"], entry["unread"]) == (400, good_jets + read_jets,
+                                                                                       read_jets, 40)
+        written = entry["written"] if isinstance(entry["written"], int) else sum(entry["written"].values())
+        assert entry["jets"] == entry["skipped"] + written + entry["not_leading"] + entry["cut"] + entry["limited"]
+    assert report["total"]["written"] == good_jets
+
+
 def test_selection_with_an_unknown_branch(ntuples, tmp_path):
     cfg = events_config(ntuples, tmp_path / "out", **{"input.selection": "jet_ptt > 3"})
     with pytest.raises(InputError, match=r"branch in input.selection 'jet_ptt' does not exist; did you mean 'jet_pt'"):
