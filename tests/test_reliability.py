@@ -5,6 +5,7 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -331,7 +332,7 @@ def test_a_full_output_location_fails_cleanly(ntuples, tmp_path):
     FullFileSystem.ROOT, FullFileSystem.CAPACITY, FullFileSystem.used = str(tmp_path / "disk"), 300_000, 0
     os.makedirs(FullFileSystem.ROOT)
     cfg = events_config(ntuples, "fullfs://out")
-    with pytest.raises(OutputError, match="No space left on device"):
+    with pytest.raises(OutputError, match=r"^no space left on device writing (fullfs://|/).*out/"):
         run_config(cfg, IN_MEMORY)
     assert os.listdir(FullFileSystem.ROOT) == []  # no output directory, no temporary files
 
@@ -345,11 +346,83 @@ def test_a_really_full_disk_fails_cleanly(ntuples, tmp_path):
         pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
     try:
         cfg = events_config(ntuples, mount / "out")
-        with pytest.raises(OutputError, match="No space left on device"):
+        with pytest.raises(OutputError, match=r"^no space left on device writing (fullfs://|/).*out/"):
             run_config(cfg, IN_MEMORY)
         assert os.listdir(mount) == []
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+def _small_tmpfs(mount, size: str):
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                                           capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
+
+
+def test_a_full_disk_under_worker_processes_fails_naming_the_path(ntuples, tmp_path):
+    """Worker processes writing shards to a full disk: HDF5 used to crash them (exit 139, `Channel closed
+    prematurely`, no path). Now the file is built in memory and its bytes written by Python: one line naming
+    the path, exit 2, nothing left on the disk."""
+    mount = tmp_path / "small"
+    _small_tmpfs(mount, "1m")
+    try:
+        cfg_path = tmp_path / "config.yaml"
+        cfg_path.write_text(yaml.safe_dump(events_config(ntuples, mount / "out")))
+        run = subprocess.run([sys.executable, "-m", "root2hdf5", "run", str(cfg_path), "-q",
+                              "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2, run.stderr[-3000:]  # the command line's code for an error it explains
+        assert re.search(rf"root2hdf5: error: no space left on device writing {mount}/out/\S+", run.stderr), \
+            run.stderr[-3000:]
+        assert "Channel closed" not in run.stderr and "return code 139" not in run.stderr
+        assert os.listdir(mount) == []
+    finally:
+        subprocess.run(["umount", str(mount)])
+
+
+class _FullAfter:
+    """FileSystems.create for a disk that fills up after `room` bytes of a file: the partial file stays."""
+
+    def __init__(self, room: int):
+        self.room = room
+
+    def __call__(self, path, *args, **kwargs):
+        handle = open(path, "wb")
+        room = self.room
+
+        class Writer(io.RawIOBase):
+            def write(self, data):
+                handle.write(bytes(memoryview(data)[:room]))
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            def close(self):
+                handle.close()
+                super().close()
+
+        return Writer()
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "split", "parquet"])
+def test_no_space_at_the_write_call_names_the_path_and_leaves_no_partial_file(tmp_path, monkeypatch, fmt):
+    from root2hdf5.transforms.output import formats, hdf5_files
+    from root2hdf5.transforms.output.columns import ColumnSpec, dataset_specs
+
+    monkeypatch.setattr(hdf5_files.FileSystems, "create", _FullAfter(1000))
+    features = {"jets": ["pt", "eta"]}
+    spec = ColumnSpec(dataset_specs(features, 0), features)
+    n = 50
+    columns = {"jets": np.ones((n, 2), np.float32), "labels": np.zeros(n, np.int32),
+               "weights": np.ones(n, np.float32), "event_number": np.arange(n),
+               "source": np.zeros((n, 4), np.int64)}
+    target = tmp_path / f"shard.{fmt}"
+    writer = formats.ParquetFormat(spec) if fmt == "parquet" else formats.Hdf5Format(spec, hdf5_files.Storage())
+    with pytest.raises(OutputError, match=rf"^no space left on device writing {target}$"):
+        if fmt == "split":
+            writer.write_split(str(target), [("shards/a.h5", n)], {}, {})
+        else:
+            writer.write(str(target), columns, {"split": "train"})
+    assert os.listdir(tmp_path) == []
 
 
 def test_an_interrupted_run_leaves_no_file_that_looks_complete(ntuples, tmp_path, faults):
