@@ -3,7 +3,8 @@
     files -> entry ranges -> read ──> JetRows:   flatten to jets -> non-finite -> [vary] -> select -> label
                                  └──> EventRows: one row per event -> non-finite -> select -> friends -> label
                                                  -> variables
-          rows -> pad -> preprocess -> split & shard keys -> shuffle (GroupByKey) -> write shards -> finalize
+          rows -> pad -> preprocess -> non-finite (written features) -> split & shard keys -> shuffle (GroupByKey)
+          -> write shards -> finalize
 
 The input is read once; the nominal set and every variation's set are converted and written from it.
 """
@@ -19,7 +20,7 @@ from root2hdf5.transforms.output.split import AssignSplits
 from root2hdf5.transforms.physics.padding import PadConstituents
 from root2hdf5.transforms.physics.preprocess import Preprocess
 from root2hdf5.transforms.physics.variations import ApplyVariation
-from root2hdf5.transforms.read.finite import CheckFinite, SplitBatches
+from root2hdf5.transforms.read.finite import CheckFinite, CheckWrittenFinite, SplitBatches
 from root2hdf5.transforms.read.flatten import FlattenEvents, FlattenJets
 from root2hdf5.transforms.read.friends import FriendRows, JoinFriend
 from root2hdf5.transforms.read.ranges import ReadRootRanges
@@ -55,6 +56,8 @@ class ConvertRows(beam.PTransform):
             | "PadConstituents" >> beam.ParDo(PadConstituents(pad.branches, pad.sort_by, pad.max_len, pad.pt,
                                                               pad.min_pt))
             | "Preprocess" >> beam.ParDo(Preprocess(plan.preprocess))
+            | "CheckWrittenFinite" >> beam.ParDo(CheckWrittenFinite(
+                plan.rows.on_nonfinite, plan.rows.nonfinite_value, plan.features, plan.format.columns.collections))
             | "AssignSplits" >> beam.ParDo(AssignSplits(
                 split.seed, list(SPLITS), list(split.fractions), list(split.shards), split.by_event_number,
                 list(split.sample_names), split.modulo, list(split.residue_splits or ()) or None, split.rows))

@@ -5,6 +5,7 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -213,6 +214,52 @@ def test_unreadable_files_are_skipped_and_listed(ntuples, tmp_path, clean_run):
             np.testing.assert_array_equal(skipping[split][name], clean[split][name])
 
 
+def _tree_file(path, seed: int, n_events: int = 200, basket: int = 40) -> ak.Array:
+    """A TTree of `n_events` events written `basket` entries at a time (one basket per branch each); returns
+    the jet pTs, the independent count of what the file holds."""
+    cols = synthetic.generate_events(n_events, seed, True)
+    with uproot.recreate(path) as handle:
+        handle.mktree("t", {"eventNumber": np.uint64, "jet_pt": "var * float32", "jet_eta": "var * float32"})
+        for start in range(0, n_events, basket):
+            handle["t"].extend({name: cols[name][start:start + basket] for name in ("eventNumber", "jet_pt",
+                                                                                      "jet_eta")})
+    return cols["jet_pt"]
+
+
+def test_a_file_failing_in_a_later_range_is_accounted_exactly(tmp_path):
+    """damaged.root's third basket of jet_pt (entries 80-120) is overwritten: its other ranges are read, then
+    dropped as the file is skipped. Every event and jet is counted once: events = the entries of both files,
+    jets = the outcomes' sum, per file, sample and total, against counts made with uproot."""
+    good_pt = _tree_file(tmp_path / "good.root", 4)
+    damaged_pt = _tree_file(tmp_path / "damaged.root", 5)
+    branch = uproot.open(tmp_path / "damaged.root")["t"]["jet_pt"]
+    seek, size = int(branch.member("fBasketSeek")[2]), int(branch.member("fBasketBytes")[2])
+    assert list(branch.member("fBasketEntry")[2:4]) == [80, 120]
+    data = bytearray((tmp_path / "damaged.root").read_bytes())
+    data[seek:seek + size] = b"\xff" * size
+    (tmp_path / "damaged.root").write_bytes(data)
+    cfg = {"samples": [{"name": "s", "files": [str(tmp_path / "good.root"), str(tmp_path / "damaged.root")],
+                        "tree": "t"}],
+           "input": {"layout": "events", "leading_jets": 10, "event_number": "eventNumber", "step_size": 40,
+                     "jet_branches": ["jet_pt", "jet_eta"], "on_error": "skip"},
+           "split": {"train": 0.6, "val": 0.2, "test": 0.2}, "shuffle": {"shards": 3},
+           "output": {"dir": str(tmp_path / "out")}}
+    report = run_config(cfg)
+    good_jets = int(ak.sum(ak.num(good_pt)))
+    read_jets = int(ak.sum(ak.num(damaged_pt[:80])) + ak.sum(ak.num(damaged_pt[120:])))
+    good, damaged = report["files"]
+    assert (good["events"], good["jets"], sum(good["written"].values())) == (200, good_jets, good_jets)
+    assert (damaged["events"], damaged["unread"], damaged["jets"], damaged["skipped"]) == (200, 40, read_jets,
+                                                                                          read_jets)
+    assert sum(damaged["written"].values()) == 0 and "entries 80-120" in damaged["skip_reason"]
+    for entry in (report["samples"]["s"], report["total"]):
+        assert (entry["events"], entry["jets"], entry["skipped"], entry["unread"]) == (400, good_jets + read_jets,
+                                                                                       read_jets, 40)
+        written = entry["written"] if isinstance(entry["written"], int) else sum(entry["written"].values())
+        assert entry["jets"] == entry["skipped"] + written + entry["not_leading"] + entry["cut"] + entry["limited"]
+    assert report["total"]["written"] == good_jets
+
+
 def test_selection_with_an_unknown_branch(ntuples, tmp_path):
     cfg = events_config(ntuples, tmp_path / "out", **{"input.selection": "jet_ptt > 3"})
     with pytest.raises(InputError, match=r"branch in input.selection 'jet_ptt' does not exist; did you mean 'jet_pt'"):
@@ -285,7 +332,7 @@ def test_a_full_output_location_fails_cleanly(ntuples, tmp_path):
     FullFileSystem.ROOT, FullFileSystem.CAPACITY, FullFileSystem.used = str(tmp_path / "disk"), 300_000, 0
     os.makedirs(FullFileSystem.ROOT)
     cfg = events_config(ntuples, "fullfs://out")
-    with pytest.raises(OutputError, match="No space left on device"):
+    with pytest.raises(OutputError, match=r"^no space left on device writing (fullfs://|/).*out/"):
         run_config(cfg, IN_MEMORY)
     assert os.listdir(FullFileSystem.ROOT) == []  # no output directory, no temporary files
 
@@ -299,11 +346,83 @@ def test_a_really_full_disk_fails_cleanly(ntuples, tmp_path):
         pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
     try:
         cfg = events_config(ntuples, mount / "out")
-        with pytest.raises(OutputError, match="No space left on device"):
+        with pytest.raises(OutputError, match=r"^no space left on device writing (fullfs://|/).*out/"):
             run_config(cfg, IN_MEMORY)
         assert os.listdir(mount) == []
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+def _small_tmpfs(mount, size: str):
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                                           capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
+
+
+def test_a_full_disk_under_worker_processes_fails_naming_the_path(ntuples, tmp_path):
+    """Worker processes writing shards to a full disk: HDF5 used to crash them (exit 139, `Channel closed
+    prematurely`, no path). Now the file is built in memory and its bytes written by Python: one line naming
+    the path, exit 2, nothing left on the disk."""
+    mount = tmp_path / "small"
+    _small_tmpfs(mount, "1m")
+    try:
+        cfg_path = tmp_path / "config.yaml"
+        cfg_path.write_text(yaml.safe_dump(events_config(ntuples, mount / "out")))
+        run = subprocess.run([sys.executable, "-m", "root2hdf5", "run", str(cfg_path), "-q",
+                              "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2, run.stderr[-3000:]  # the command line's code for an error it explains
+        assert re.search(rf"root2hdf5: error: no space left on device writing {mount}/out/\S+", run.stderr), \
+            run.stderr[-3000:]
+        assert "Channel closed" not in run.stderr and "return code 139" not in run.stderr
+        assert os.listdir(mount) == []
+    finally:
+        subprocess.run(["umount", str(mount)])
+
+
+class _FullAfter:
+    """FileSystems.create for a disk that fills up after `room` bytes of a file: the partial file stays."""
+
+    def __init__(self, room: int):
+        self.room = room
+
+    def __call__(self, path, *args, **kwargs):
+        handle = open(path, "wb")
+        room = self.room
+
+        class Writer(io.RawIOBase):
+            def write(self, data):
+                handle.write(bytes(memoryview(data)[:room]))
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            def close(self):
+                handle.close()
+                super().close()
+
+        return Writer()
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "split", "parquet"])
+def test_no_space_at_the_write_call_names_the_path_and_leaves_no_partial_file(tmp_path, monkeypatch, fmt):
+    from root2hdf5.transforms.output import formats, hdf5_files
+    from root2hdf5.transforms.output.columns import ColumnSpec, dataset_specs
+
+    monkeypatch.setattr(hdf5_files.FileSystems, "create", _FullAfter(1000))
+    features = {"jets": ["pt", "eta"]}
+    spec = ColumnSpec(dataset_specs(features, 0), features)
+    n = 50
+    columns = {"jets": np.ones((n, 2), np.float32), "labels": np.zeros(n, np.int32),
+               "weights": np.ones(n, np.float32), "event_number": np.arange(n),
+               "source": np.zeros((n, 4), np.int64)}
+    target = tmp_path / f"shard.{fmt}"
+    writer = formats.ParquetFormat(spec) if fmt == "parquet" else formats.Hdf5Format(spec, hdf5_files.Storage())
+    with pytest.raises(OutputError, match=rf"^no space left on device writing {target}$"):
+        if fmt == "split":
+            writer.write_split(str(target), [("shards/a.h5", n)], {}, {})
+        else:
+            writer.write(str(target), columns, {"split": "train"})
+    assert os.listdir(tmp_path) == []
 
 
 def test_an_interrupted_run_leaves_no_file_that_looks_complete(ntuples, tmp_path, faults):

@@ -1,5 +1,6 @@
 """Errors a user can act on. Each message names the file, tree, branch or config key at fault."""
 
+import errno
 from contextlib import contextmanager
 
 
@@ -27,4 +28,6 @@ def output_errors(path: str):
     except Root2Hdf5Error:
         raise
     except OSError as err:  # includes Beam's BeamIOError and h5py's write errors
+        if err.errno == errno.ENOSPC or "No space left on device" in str(err):  # Beam wraps it in its own text
+            raise OutputError(f"no space left on device writing {path}") from None
         raise OutputError(f"writing {path} failed: {err}") from None

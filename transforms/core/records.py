@@ -18,12 +18,16 @@ class RangeStats:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file left out with `input.on_error: skip`, and why."""
+    """A file left out with `input.on_error: skip`, and why; one record per range that failed. `entries`: the
+    entries of that range, never read (0 when the file could not be planned), each an event or (`layout: jets`)
+    a jet as `entry` says."""
 
     sample: int
     file: int
     path: str
     reason: str
+    entries: int = 0
+    entry: str = "events"
 
 
 @dataclass

@@ -33,9 +33,9 @@ from root2hdf5.transforms.output.hdf5_files import (
     Storage,
     is_local,
     read_jets_file,
+    write_bytes,
     write_jets_file,
     write_split_file,
-    write_via_local,
 )
 
 
@@ -162,22 +162,18 @@ class Hdf5Format:
     # ----------------------------------------------------------------------------------------- files
 
     def write(self, path: str, columns: Columns, attrs: dict) -> None:
-        write_via_local(path, lambda local: write_jets_file(local, self.to_file(columns), self.datasets,
-                                                            self.storage, attrs, count_attr=self.count_attr))
+        write_jets_file(path, self.to_file(columns), self.datasets, self.storage, attrs, count_attr=self.count_attr)
 
     def write_empty(self, path: str, attrs: dict) -> None:
-        write_via_local(path, lambda local: write_jets_file(local, {}, self.datasets, self.storage, attrs,
-                                                            count_attr=self.count_attr))
+        write_jets_file(path, {}, self.datasets, self.storage, attrs, count_attr=self.count_attr)
 
     def read(self, path: str) -> Columns:
         return self.from_file(read_jets_file(path))
 
     def write_split(self, path: str, members: list[tuple[str, int]], attrs: dict, statistics: dict) -> None:
         extra = self.columns.renamed(statistics) if self.layout == "plain" else {}
-        write_via_local(path, lambda local: write_split_file(local, members, self.datasets, self.storage, attrs,
-                                                             extra, fills={d.name: _fill(np.dtype(d.dtype))
-                                                                           for d in self.datasets},
-                                                             count_attr=self.count_attr))
+        write_split_file(path, members, self.datasets, self.storage, attrs, extra,
+                         fills={d.name: _fill(np.dtype(d.dtype)) for d in self.datasets}, count_attr=self.count_attr)
 
 
 class ParquetFormat:
@@ -287,13 +283,16 @@ class ParquetFormat:
                              if pa.types.is_fixed_size_list(column.type) else column.to_numpy()).astype(np.float32)
         return out
 
-    def _write_table(self, local: str, table: pa.Table, attrs: dict) -> None:
+    def _table_bytes(self, table: pa.Table, attrs: dict) -> pa.Buffer:
+        """The Parquet file in memory (as the HDF5 files are: a full disk is then an error naming the path)."""
         metadata = {key.encode(): str(value).encode() for key, value in attrs.items()}
         table = table.replace_schema_metadata(metadata)
-        pq.write_table(table, local, compression=self.compression, row_group_size=self.row_group)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression=self.compression, row_group_size=self.row_group)
+        return sink.getvalue()
 
     def write(self, path: str, columns: Columns, attrs: dict) -> None:
-        write_via_local(path, lambda local: self._write_table(local, self._table(columns), attrs))
+        write_bytes(path, self._table_bytes(self._table(columns), attrs))
 
     def write_empty(self, path: str, attrs: dict) -> None:
         empty = {}

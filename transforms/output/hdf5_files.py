@@ -1,14 +1,16 @@
 """The HDF5 files themselves: shards (regular datasets, chunked by jets) and split files (virtual datasets
 over the shards), written reproducibly (no timestamps), and file operations on any Beam filesystem.
 
-HDF5 needs a local file: for other filesystems a file is written to a local temporary file and copied.
+Each file is built in memory (hdf5_image) and its bytes written with Beam's FileSystems, on any filesystem:
+the HDF5 library never writes to disk, so a full disk is an OSError naming the path (an OutputError), not a
+crash of the C library in a worker. The bytes are those HDF5 writes to a file; building them costs twice the
+file's size in memory for a moment (the image is copied out), next to the shard's columns in memory.
 """
 from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass
 
 import h5py
@@ -16,7 +18,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from root2hdf5.transforms.core.batch import Columns
-from root2hdf5.transforms.core.errors import output_errors
+from root2hdf5.transforms.core.errors import Root2Hdf5Error, output_errors
 from root2hdf5.transforms.output import lzf_chunks
 
 
@@ -89,20 +91,29 @@ def exists(path: str) -> bool:
     return FileSystems.exists(path)
 
 
-def write_via_local(destination: str, write) -> None:
-    """Call write(local_path); copy the result to `destination` if that is not a local path."""
-    with output_errors(destination):
-        if is_local(destination):
-            write(destination)
-            return
-        fd, local = tempfile.mkstemp(suffix=".h5")
-        os.close(fd)
-        try:
-            write(local)
-            with open(local, "rb") as src, FileSystems.create(destination, compression_type="uncompressed") as dst:
-                shutil.copyfileobj(src, dst, 16 << 20)
-        finally:
-            os.unlink(local)
+def write_bytes(destination: str, data) -> None:
+    """Write `data` (bytes or any buffer) to `destination` on any Beam filesystem; on failure (no space, no
+    permission ...) remove what was written and raise an OutputError naming the path."""
+    try:
+        with output_errors(destination), FileSystems.create(destination, compression_type="uncompressed") as handle:
+            handle.write(data)
+    except Root2Hdf5Error:
+        if is_local(destination) and os.path.exists(destination):
+            os.unlink(destination)  # a partial file would hold the space the next attempt needs
+        raise
+
+
+def hdf5_image(fill) -> bytes:
+    """The bytes of the HDF5 file fill(handle) writes, built in memory by HDF5's core driver (no backing
+    store): byte for byte the file HDF5 writes to disk. (h5py's file-object driver needs less memory but
+    lays some files out differently.)"""
+    handle = h5py.File(f"root2hdf5-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False)
+    try:
+        fill(handle)
+        handle.flush()
+        return handle.id.get_file_image()
+    finally:
+        handle.close()
 
 
 def children(directory: str) -> list[str]:
@@ -135,22 +146,27 @@ def _attrs(target, values) -> None:
 def write_jets_file(path: str, columns: Columns, datasets: list[DatasetSpec], storage: Storage,
                     attrs: dict, dataset_attrs: dict | None = None, count_attr: str = "num_jets") -> None:
     """A regular HDF5 file with the `datasets` (those in `columns`, or all of them empty when `columns` is
-    empty), chunked by rows; file attributes `attrs` plus the row count (`count_attr`)."""
+    empty), chunked by rows; file attributes `attrs` plus the row count (`count_attr`). Any Beam path."""
+    write_bytes(path, hdf5_image(lambda handle: _fill_jets_file(handle, columns, datasets, storage, attrs,
+                                                                dataset_attrs, count_attr)))
+
+
+def _fill_jets_file(handle, columns: Columns, datasets: list[DatasetSpec], storage: Storage, attrs: dict,
+                    dataset_attrs: dict | None, count_attr: str) -> None:
     n = next((len(columns[ds.name]) for ds in datasets if ds.name in columns), 0)
-    with h5py.File(path, "w") as handle:
-        _attrs(handle, {**attrs, **storage.attrs, count_attr: n})
-        for ds in datasets:
-            if columns and ds.name not in columns:
-                continue
-            data = np.asarray(columns[ds.name] if columns else np.zeros((0, *ds.shape), ds.dtype), ds.dtype)
-            options = storage.options(n, ds.shape, ds.chunk_rows)
-            if options.get("compression") == "lzf":  # chunks encoded reproducibly (transforms.output.lzf_chunks)
-                dataset = handle.create_dataset(ds.name, shape=data.shape, dtype=data.dtype, **options)
-                lzf_chunks.write(dataset, data)
-            else:
-                dataset = handle.create_dataset(ds.name, data=data, **options)
-            _attrs(dataset, ds.attrs)
-            _attrs(dataset, (dataset_attrs or {}).get(ds.name, {}))
+    _attrs(handle, {**attrs, **storage.attrs, count_attr: n})
+    for ds in datasets:
+        if columns and ds.name not in columns:
+            continue
+        data = np.asarray(columns[ds.name] if columns else np.zeros((0, *ds.shape), ds.dtype), ds.dtype)
+        options = storage.options(n, ds.shape, ds.chunk_rows)
+        if options.get("compression") == "lzf":  # chunks encoded reproducibly (transforms.output.lzf_chunks)
+            dataset = handle.create_dataset(ds.name, shape=data.shape, dtype=data.dtype, **options)
+            lzf_chunks.write(dataset, data)
+        else:
+            dataset = handle.create_dataset(ds.name, data=data, **options)
+        _attrs(dataset, ds.attrs)
+        _attrs(dataset, (dataset_attrs or {}).get(ds.name, {}))
 
 
 class _UntimedLayout(h5py.VirtualLayout):
@@ -169,7 +185,7 @@ def write_split_file(path: str, shards: list[tuple[str, int]], datasets: list[Da
 
     Source paths are relative to the split file, so the output directory can be moved or copied whole;
     missing shards read as the fill value (NaN / -1 / False), never as plausible numbers. dataset_attrs:
-    extra attributes per dataset name (e.g. the training statistics).
+    extra attributes per dataset name (e.g. the training statistics). Any Beam path.
     """
     shards = [(rel, n) for rel, n in shards if n > 0]
     total = sum(n for _, n in shards)
@@ -177,17 +193,22 @@ def write_split_file(path: str, shards: list[tuple[str, int]], datasets: list[Da
     if total == 0:
         write_jets_file(path, {}, datasets, storage, attrs, extra, count_attr)
         return
-    with h5py.File(path, "w") as handle:
-        _attrs(handle, {**attrs, **storage.attrs, count_attr: total})
-        for ds in datasets:
-            layout = _UntimedLayout(shape=(total, *ds.shape), dtype=ds.dtype)
-            start = 0
-            for rel, n in shards:
-                layout[start:start + n] = h5py.VirtualSource(rel, ds.name, shape=(n, *ds.shape))
-                start += n
-            dataset = handle.create_virtual_dataset(ds.name, layout, fillvalue=(fills or {}).get(ds.name, ds.fill))
-            _attrs(dataset, ds.attrs)
-            _attrs(dataset, extra.get(ds.name, {}))
+    write_bytes(path, hdf5_image(lambda handle: _fill_split_file(handle, shards, total, datasets, storage, attrs,
+                                                                 extra, fills, count_attr)))
+
+
+def _fill_split_file(handle, shards: list[tuple[str, int]], total: int, datasets: list[DatasetSpec],
+                     storage: Storage, attrs: dict, extra: dict, fills: dict | None, count_attr: str) -> None:
+    _attrs(handle, {**attrs, **storage.attrs, count_attr: total})
+    for ds in datasets:
+        layout = _UntimedLayout(shape=(total, *ds.shape), dtype=ds.dtype)
+        start = 0
+        for rel, n in shards:
+            layout[start:start + n] = h5py.VirtualSource(rel, ds.name, shape=(n, *ds.shape))
+            start += n
+        dataset = handle.create_virtual_dataset(ds.name, layout, fillvalue=(fills or {}).get(ds.name, ds.fill))
+        _attrs(dataset, ds.attrs)
+        _attrs(dataset, extra.get(ds.name, {}))
 
 
 def read_jets_file(path: str, names: list[str] | None = None) -> Columns:

@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from root2hdf5.transforms.core import faults, progress
+from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.core.records import ShardResult
 from root2hdf5.transforms.output.finalize import SHARDS_DIR, Finalize, SinkSpec, shard_name
 from root2hdf5.transforms.output.finish import FinishShard, FinishSpec
@@ -71,7 +72,9 @@ class WriteShard(beam.DoFn):
             columns = {name: values[keep] for name, values in columns.items()}
         if plan.factors:
             factors = np.asarray(plan.factors, np.float64)[columns["source"][:, 0]]
-            columns["weights"] = (columns["weights"] * factors).astype(np.float32)
+            with np.errstate(over="ignore"):
+                columns["weights"] = (columns["weights"] * factors).astype(np.float32)
+            self._check_weights(columns["weights"], factors, columns["source"])
         path = _temporary_shard(self.spec, split, shard)
         if faults.lose_jet() and len(columns["labels"]):  # test hook: a bug that loses a jet
             columns = {key: values[1:] for key, values in columns.items()}
@@ -91,6 +94,18 @@ class WriteShard(beam.DoFn):
         if self.spec.stats and split == "train":
             result.moments = shard_moments(columns)
         yield result
+
+
+    def _check_weights(self, weights: np.ndarray, factors: np.ndarray, source: np.ndarray) -> None:
+        """A finite weight times its sample's factor can still overflow float32: fail naming the jet."""
+        if np.isfinite(weights).all():
+            return
+        jet = int(np.argmin(np.isfinite(weights)))
+        sample, file, entry, index = (int(v) for v in source[jet])
+        path = next((f.path for f in self.spec.files if (f.sample, f.file) == (sample, file)), f"file {file}")
+        raise InputError(f"{path}: the weight of entry {entry}, jet {index} times the factor {factors[jet]:g} of "
+                         f"sample {self.spec.sample_names[sample]!r} (cross_section x luminosity / sum of weights) "
+                         f"is {weights[jet]} in float32; check the sample's cross_section and weights.luminosity")
 
 
 def _group_counts(sample, file, label, weights=None) -> dict[tuple[int, int, int], int]:

@@ -6,7 +6,8 @@ event-level branches are repeated for each of them. Layout `jets`: one entry per
 `record: event` (flatten_event_rows): one row per event, list branches kept as lists (Jagged).
 
 Every jet gets its identity: `source` = (sample, file, entry, jet index in the event as stored), and its
-`event_number`.
+`event_number` (int64: an unsigned value from 2**63 up is refused, not wrapped to a negative number; without
+input.event_number the column is NO_EVENT_NUMBER, and the `config` file attribute records that it is not set).
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.core.exact import exact_sum
 from root2hdf5.transforms.read.links import LinkSpec, gather_linked
 from root2hdf5.transforms.read.ranges import EventsChunk
+
+NO_EVENT_NUMBER = -1  # the event_number column when input.event_number is not set
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def _to_numpy(array) -> np.ndarray:
@@ -103,7 +107,7 @@ def flatten_events(chunk: EventsChunk, leading: int, leading_by: str | None,
             branches[name] = Jagged(content[name], starts, inner[name][jet + 1] - starts)
 
     batch = RowBatch(spec.sample, spec.file, branches, path=spec.path)
-    _set_identity(batch, chunk.range.start + event_of, local, branches.get(event_number) if event_number else None)
+    _set_identity(batch, chunk.range.start + event_of, local, event_number)
     batch.stats.update(events=n_events, jets=int(counts.sum()), not_leading=int(counts.sum() - kept.sum()))
     if sum_weights:
         batch.stats["sum_weights"] = _sum_of_weights(chunk, sum_weights)
@@ -125,7 +129,7 @@ def flatten_jets(chunk: EventsChunk, event_number: str | None) -> RowBatch:
     n = len(arrays)
     entry = chunk.range.start + np.arange(n, dtype=np.int64)
     batch = RowBatch(spec.sample, spec.file, branches, path=spec.path)
-    _set_identity(batch, entry, np.zeros(n, np.int64), branches.get(event_number) if event_number else None)
+    _set_identity(batch, entry, np.zeros(n, np.int64), event_number)
     batch.stats.update(jets=n, not_leading=0)
     return batch
 
@@ -147,18 +151,31 @@ def flatten_event_rows(chunk: EventsChunk, event_number: str | None, sum_weights
     _check_same_counts({n: branches[n].counts for n in same_length if n in branches}, "values", chunk)
     n = len(arrays)
     batch = RowBatch(spec.sample, spec.file, branches, path=spec.path)
-    _set_identity(batch, chunk.range.start + np.arange(n, dtype=np.int64), np.zeros(n, np.int64),
-                  branches.get(event_number) if event_number else None)
+    _set_identity(batch, chunk.range.start + np.arange(n, dtype=np.int64), np.zeros(n, np.int64), event_number)
     batch.stats.update(events=n)
     if sum_weights:
         batch.stats["sum_weights"] = _sum_of_weights(chunk, sum_weights)
     return batch
 
 
-def _set_identity(batch: RowBatch, entry: np.ndarray, jet_index: np.ndarray, event_number):
+def _event_numbers(values, branch: str, path: str, entry: np.ndarray) -> np.ndarray:
+    """The event numbers as int64; uint64 values that int64 cannot hold are refused (they would wrap to
+    negative numbers, 2**64 - 1 to -1, and look like another event or like no event number at all)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "u" and values.dtype.itemsize == 8 and len(values) and values.max() > _INT64_MAX:
+        row = int(np.argmax(values > _INT64_MAX))
+        raise InputError(f"{path}: input.event_number {branch!r} is {int(values[row])} at entry {int(entry[row])}, "
+                         f"beyond the int64 event_number dataset (largest {_INT64_MAX}); values from 2**63 up are "
+                         "refused rather than stored as negative numbers")
+    return values.astype(np.int64)
+
+
+def _set_identity(batch: RowBatch, entry: np.ndarray, jet_index: np.ndarray, event_number: str | None):
+    """`source` and `event_number` of every row; `event_number` names the branch (None: not configured)."""
     n = len(entry)
-    batch.data["event_number"] = (np.full(n, -1, np.int64) if event_number is None
-                                  else np.asarray(event_number).astype(np.int64))
+    values = batch.branches.get(event_number) if event_number else None
+    batch.data["event_number"] = (np.full(n, NO_EVENT_NUMBER, np.int64) if values is None
+                                  else _event_numbers(values, event_number, batch.path, entry))
     batch.data["source"] = np.column_stack([
         np.full(n, batch.sample, np.int64), np.full(n, batch.file, np.int64), entry, jet_index])
 

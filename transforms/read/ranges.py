@@ -74,13 +74,15 @@ class EventsChunkCoder(beam.coders.Coder):
 beam.coders.registry.register_coder(EventsChunk, EventsChunkCoder)
 
 
-def _skip(spec: InputFile, err: InputError, skip: bool):
-    """With `input.on_error: skip`, a file that cannot be read becomes a SkippedFile record."""
+def _skip(spec: InputFile, err: InputError, skip: bool, entries: int = 0, layout: str = "events"):
+    """With `input.on_error: skip`, a file that cannot be read becomes a SkippedFile record, with the entries
+    of the range that failed (never read, but counted in the report)."""
     if not skip:
         raise err
     log.warning("skipping %s: %s", spec.path, err)
     Metrics.counter("root2hdf5", "files_skipped").inc()
-    return pvalue.TaggedOutput("skipped", SkippedFile(spec.sample, spec.file, spec.path, str(err)))
+    entry = "jets" if layout == "jets" else "events"
+    return pvalue.TaggedOutput("skipped", SkippedFile(spec.sample, spec.file, spec.path, str(err), entries, entry))
 
 
 class SplitIntoRanges(beam.DoFn):
@@ -144,7 +146,7 @@ class ReadRange(beam.DoFn):
         try:
             arrays = self._read(entry_range)
         except InputError as err:
-            yield _skip(spec, err, self.skip)
+            yield _skip(spec, err, self.skip, entry_range.stop - entry_range.start, self.plan.layout)
             return
         self.entries_read.inc(len(arrays))
         self.ranges_read.inc()

@@ -3,12 +3,20 @@
 Counts come from the data itself (each range's `RangeStats`, each written shard's counts), not from
 metrics, so they are exact even when a runner retries bundles. For every file:
 
-    jets = not_leading + cut + uncategorized + (sent to train + val + test)    every jet read is accounted for
-    sent to a split = written to it + dropped by limits                        the shuffle lost nothing
+    jets = not_leading + nonfinite + cut + uncategorized + (sent to train + val + test)   every jet read
+    sent to a split = written to it + dropped by limits + skipped                          the shuffle lost nothing
 
 With `record: event` a row is an event, and `events = nonfinite + cut + unmatched + uncategorized + sent`,
 `unmatched` being the events a friend tree had no partner for (dropped); `unmatched_filled` counts those
 kept with fill values.
+
+With `input.on_error: skip` a file counts whole or not at all: the rows read from its good ranges are
+`skipped` (dropped when the shards are written), and the entries of the ranges that failed are `unread`,
+counted in `events` (an entry of `layout: jets` is a jet: in `jets`) and, when they are rows, in `skipped`.
+So, per file, sample and in total, exactly:
+
+    jets (events with record: event) = not_leading + nonfinite + cut + [unmatched] + uncategorized + limited
+                                       + skipped + written
 """
 from __future__ import annotations
 
@@ -25,10 +33,12 @@ EVENT_COUNTS = ("events", "nonfinite", "cut", "unmatched", "uncategorized")
 @dataclass
 class _Tally:
     """The run's counts gathered per (sample, file): what was read, and per split what was written,
-    dropped by limits and dropped because the file was skipped; per (sample, split) the jets per label."""
+    dropped by limits and dropped because the file was skipped; the entries of ranges that failed (never
+    read) per what an entry is; per (sample, split) the jets per label."""
 
     read: dict = field(default_factory=lambda: defaultdict(Counter))
     skipped: dict = field(default_factory=dict)
+    unread: dict = field(default_factory=lambda: defaultdict(Counter))
     written: dict = field(default_factory=lambda: defaultdict(Counter))
     limited: dict = field(default_factory=lambda: defaultdict(Counter))
     dropped: dict = field(default_factory=lambda: defaultdict(Counter))
@@ -39,8 +49,9 @@ class _Tally:
         tally = cls()
         for rs in stats:
             tally.read[(rs.sample, rs.file)].update({k: v for k, v in rs.counts.items() if k != "sum_weights"})
-        for record in skipped:
+        for record in skipped:  # one record per range that failed
             tally.skipped.setdefault((record.sample, record.file), record)
+            tally.unread[(record.sample, record.file)][record.entry] += record.entries
         for shard in shards:
             for sample, file, label, n_written, n_limited, n_dropped in shard.rows:
                 tally.written[(sample, file)][shard.split] += n_written
@@ -75,9 +86,14 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
     totals = Counter()
     for entry in report_samples.values():
         totals.update({k: entry[k] for k in (*counted, "limited")})
-        if entry.get("unmatched_filled"):
-            totals["unmatched_filled"] += entry["unmatched_filled"]
+        for extra in ("unmatched_filled", "skipped", "unread"):
+            if entry.get(extra):
+                totals[extra] += entry[extra]
     totals["written"] = sum(v[rows] for v in split_totals.values())
+    if tally.skipped:
+        totals["skipped"] += 0  # a column of the table whenever a file was skipped
+    for where, entry in [*((f["path"], f) for f in report_files), *report_samples.items(), ("total", totals)]:
+        _check_balance(where, entry, counted, rows)
     report = {"samples": report_samples, "splits": split_totals, "total": dict(totals), "files": report_files}
     if record == "event":
         report["record"] = "event"
@@ -115,10 +131,15 @@ def _file_entry(spec, sample: str, tally: _Tally, counted, rows: str, split_name
         entry["images_outside"] = outside
     if friends:
         entry["friends"] = _per_friend(counts, friends)
+    unread = tally.unread[key]
+    entry.update({k: counts[k] + unread[k] for k in counted})  # the entries never read are events (or jets)
     if key in tally.skipped:
-        entry.update(skipped=tally.skipped[key].reason, dropped=sum(dropped.values()))
-    to_sample = Counter({k: counts[k] for k in counted}, files=1, limited=entry["limited"],
+        entry.update(skipped=sum(dropped.values()) + unread[rows], skip_reason=tally.skipped[key].reason)
+        if sum(unread.values()):
+            entry["unread"] = sum(unread.values())
+    to_sample = Counter({k: entry[k] for k in counted}, files=1, limited=entry["limited"],
                         selected=sum(sent.values()), skipped_files=int(key in tally.skipped),
+                        skipped=entry.get("skipped", 0), unread=entry.get("unread", 0),
                         **{f"written_{s}": written[s] for s in split_names},
                         **{k: v for k, v in counts.items() if k.startswith(("unmatched", "image_outside/"))
                            and k not in counted})
@@ -126,6 +147,16 @@ def _file_entry(spec, sample: str, tally: _Tally, counted, rows: str, split_name
 
 
 _EXTRAS = ("replaced", "no_constituents", "unmatched_filled", "variation_dropped")
+
+
+def _check_balance(where: str, entry: dict, counted, rows: str) -> None:
+    """Every row is in exactly one outcome: the rows read (and those never read, when skipped) add up."""
+    written = entry["written"] if isinstance(entry["written"], int) else sum(entry["written"].values())
+    outcomes = sum(entry.get(k, 0) for k in counted if k not in ("events", "jets"))
+    outcomes += entry.get("limited", 0) + entry.get("skipped", 0) + written
+    if outcomes != entry.get(rows, 0):
+        raise Root2Hdf5Error(f"accounting: {where} counts {entry.get(rows, 0)} {rows} but its outcomes (removed, "
+                             f"limited, skipped, written) add up to {outcomes}")
 
 
 def _sample_entry(index: int, name: str, c: Counter, tally: _Tally, counted, rows: str, split_names: list[str],
@@ -148,7 +179,9 @@ def _sample_entry(index: int, name: str, c: Counter, tally: _Tally, counted, row
     if friends:
         entry["friends"] = _per_friend(c, friends)
     if c["skipped_files"]:
-        entry["skipped_files"] = c["skipped_files"]
+        entry.update(skipped_files=c["skipped_files"], skipped=c["skipped"])
+        if c["unread"]:
+            entry["unread"] = c["unread"]
     if plan is not None and plan.sum_of_weights:
         entry["sum_of_weights"] = plan.sum_of_weights[index]
         entry["weight_factor"] = plan.factors[index]
@@ -184,8 +217,8 @@ def format_report(report: dict) -> str:
     events = report.get("record") == "event"
     fixed = ["events", "cut"] if events else ["events", "jets", "not_leading", "cut"]
     rows_key = "events" if events else "jets"
-    optional = [k for k in ("nonfinite", "unmatched", "unmatched_filled", "uncategorized", "limited")
-                if report["total"].get(k)]
+    optional = [k for k in ("nonfinite", "unmatched", "unmatched_filled", "uncategorized", "limited", "skipped")
+                if k in report["total"] and (report["total"][k] or k == "skipped")]
     header = ["sample", "files", *(k.replace("_", " ") for k in fixed), *(k.replace("_", " ") for k in optional),
               *splits]
     rows = [[name, s["files"], *(s[k] for k in fixed), *(s.get(k, 0) for k in optional),
