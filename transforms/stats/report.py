@@ -92,7 +92,10 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
     totals["written"] = sum(v[rows] for v in split_totals.values())
     if tally.skipped:
         totals["skipped"] += 0  # a column of the table whenever a file was skipped
-    for where, entry in [*((f["path"], f) for f in report_files), *report_samples.items(), ("total", totals)]:
+    # a resampled split holds jets drawn (with repeats) from those sent to it: those are what balance
+    before_draw = sum(v.get("resampled_from", v[rows]) for v in split_totals.values())
+    for where, entry in [*((f["path"], f) for f in report_files), *report_samples.items(),
+                         ("total", {**totals, "written": before_draw})]:
         _check_balance(where, entry, counted, rows)
     report = {"samples": report_samples, "splits": split_totals, "total": dict(totals), "files": report_files}
     if record == "event":
