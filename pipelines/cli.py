@@ -101,8 +101,19 @@ def cmd_inspect(args, beam_args) -> int:
             out = args.plots or (os.path.join(base, "plots") if os.path.isdir(base) else
                                  os.path.splitext(base)[0] + "-plots")
             written = save_plots(views[0], out, logy=args.logy)
+            _record_plots(base, out, written)
             print(f"\n{len(written)} plots of the {views[0].name} split in {out}/ (overview.png has them all)")
     return 1 if any(v.missing for v in views) else 0
+
+
+def _record_plots(base: str, out: str, written: list[str]) -> None:
+    """Plots inside an output directory join its manifest: a rerun with --overwrite replaces them too."""
+    from root2hdf5.transforms.output.finalize import record_files
+
+    inside = [os.path.relpath(p, base) for p in written if os.path.isdir(base) and
+              os.path.abspath(p).startswith(os.path.abspath(base) + os.sep)]
+    if inside:
+        record_files(base, [p.replace(os.sep, "/") for p in inside])
 
 
 def cmd_init(args, beam_args) -> int:

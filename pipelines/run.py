@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from root2hdf5.pipelines.config import Config
 from root2hdf5.pipelines.graph import build
-from root2hdf5.pipelines.output_dir import prepare_output
+from root2hdf5.pipelines.output_dir import check_inputs_outside, prepare_output
 from root2hdf5.pipelines.plan import Plan, make_plan
 from root2hdf5.pipelines.runners.local import make_pipeline, runs_locally
 from root2hdf5.transforms.core import progress
@@ -42,6 +42,8 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     files = expand_files(cfg.samples)
     log.info("%d input files in %d samples", len(files), len(cfg.samples))
     plan = make_plan(cfg, files)
+    check_inputs_outside(cfg.output.dir, [(f.path, f"sample {f.sample_name!r}") for f in files] +
+                         [(f.path, f"friend {p.spec.name!r}") for p in plan.friends for f in p.files])
     _log_roles(cfg)
     warnings = check_inputs(plan, cfg.checks.allow)
     beam_args = beam_args or []
@@ -66,6 +68,9 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
         for o in outputs:
             o.cleanup_after_failure()
         raise
+    finally:
+        for o in outputs:
+            o.lock.release()
     report = _read_report(out.path)
     if variations:
         report["variations"] = {v.spec.name: {"dir": s.out_dir, **_read_report(s.out_dir)} for v, s in variations}
