@@ -200,3 +200,24 @@ def test_a_worker_error_with_v_shows_the_traceback(later_bad_file, tmp_path, cap
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "in check_branches" in err
     assert err.strip().splitlines()[-1].startswith(f"root2hdf5: error: {tmp_path / 'zz_bad.root'}: tree")
+
+
+def test_a_worker_failure_that_is_not_the_users_is_its_last_line(monkeypatch, tmp_path, capsys):
+    """An unexpected exception on a worker reaches the driver as Beam's RuntimeError holding the worker's
+    traceback: one line, exit 1 (and the traceback with -v)."""
+    import root2hdf5.pipelines.run as run_module
+
+    text = ("Pipeline failed\nTraceback (most recent call last):\n  File \"x.py\", line 1, in process\n"
+            "ZeroDivisionError: division by zero [while running 'Rows/Flatten']\n")
+
+    def fails(*args, **kwargs):
+        raise RuntimeError(text)
+
+    monkeypatch.setattr(run_module, "run", fails)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(events_config({"dir": str(tmp_path), "bkg_list": "b.txt"}, tmp_path / "out")))
+    assert main(["run", str(path), "-q"]) == 1
+    assert capsys.readouterr().err == ("root2hdf5: error: ZeroDivisionError: division by zero (on a worker; -v "
+                                       "prints the traceback)\n")
+    with pytest.raises(RuntimeError):
+        main(["run", str(path), "-q", "-v"])
