@@ -177,3 +177,21 @@ def test_overwrite_replaces_the_plots_inspect_made(twelve, three, ntuples, tmp_p
     code, err = _cli(tmp_path, events_config(ntuples, out, **{"shuffle.shards": 3}), capsys, "--overwrite")
     assert code == 0, err
     assert os.listdir(out / "plots") == ["mine.png"]  # inspect's plots of the data that is gone went with it
+
+
+def test_overwrite_and_the_lock_on_a_non_local_filesystem(twelve, three, ntuples, tmp_path):
+    """Through Beam's FileSystems only (an object store's view: no local calls), as on gs:// or s3://."""
+    from root2hdf5.transforms.core.errors import OutputError
+    from tests.test_runners import FakeRemoteFileSystem
+
+    FakeRemoteFileSystem.ROOT = str(tmp_path / "bucket")
+    os.makedirs(FakeRemoteFileSystem.ROOT)
+    stored = tmp_path / "bucket" / "out"
+    run_config(events_config(ntuples, "fakeremote://out", **{"shuffle.shards": 12}), IN_MEMORY)
+    assert _digests(stored) == twelve[1]
+    (stored / ".root2hdf5.lock").write_text(f"{os.getpid()} {os.uname().nodename} x\n")  # a live run's lock
+    with pytest.raises(OutputError, match=rf"another run \(pid {os.getpid()} on .*\) is writing to fakeremote://out"):
+        run_config(events_config(ntuples, "fakeremote://out", **{"shuffle.shards": 3}), IN_MEMORY, overwrite=True)
+    os.remove(stored / ".root2hdf5.lock")
+    run_config(events_config(ntuples, "fakeremote://out", **{"shuffle.shards": 3}), IN_MEMORY, overwrite=True)
+    assert _digests(stored) == three
