@@ -144,7 +144,8 @@ class OutputDir:
 
     def settle(self) -> bool:
         """The cleanup after an interrupt, once the worker processes are stopped. A finalize running in this
-        process finishes its renames first (the lock is not given back: the process is about to end)."""
+        process (in_memory runs) finishes its renames first; PUBLISHING is not given back, so that it starts no
+        other: the process is about to end."""
         PUBLISHING.acquire(timeout=30)
         return self.cleanup_after_failure()
 
