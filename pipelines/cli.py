@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 
 import yaml
 
@@ -38,6 +39,15 @@ def user_error(err: BaseException) -> str | None:
     return tail.strip()
 
 
+def worker_error(err: BaseException) -> str | None:
+    """The last line of a traceback that a worker sent with its failure (the exception and its message)."""
+    text = str(err)
+    if "Traceback (most recent call last)" not in text:
+        return None
+    causes = re.findall(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Fault)\b.*)$", text, flags=re.M)
+    return re.sub(r" \[while running .*?\]$", "", causes[-1]) if causes else None
+
+
 def default_beam_args(beam_args: list[str], quiet: bool = False, verbose: bool = False) -> list[str]:
     """Multi-process DirectRunner unless told otherwise; quiet Beam worker logs."""
     from root2hdf5.pipelines.runners.local import runs_locally
@@ -53,7 +63,9 @@ def default_beam_args(beam_args: list[str], quiet: bool = False, verbose: bool =
         args.append("--default_sdk_harness_log_level=WARN")  # a name both the Python and Java SDKs accept
     if "--sdk_harness_log_level_overrides" not in given:
         level = "WARN" if quiet else "DEBUG" if verbose else "INFO"
-        args.append(f'--sdk_harness_log_level_overrides={{"root2hdf5": "{level}"}}')
+        # a failing worker logs its traceback (~170 lines with Beam's frames); the driver prints the cause
+        beam = "" if verbose else ', "apache_beam": "CRITICAL"'
+        args.append(f'--sdk_harness_log_level_overrides={{"root2hdf5": "{level}"{beam}}}')
     return args
 
 
@@ -70,11 +82,22 @@ def _parse_overrides(items: list[str]) -> dict:
 def cmd_run(args, beam_args) -> int:
     from root2hdf5.pipelines.config import load_config
     from root2hdf5.pipelines.run import run
-    from root2hdf5.transforms.stats.report import format_report
 
     cfg = load_config(args.config, overrides=_parse_overrides(args.set))
     report = run(cfg, default_beam_args(beam_args, args.quiet, args.verbose), overwrite=args.overwrite,
                  progress_every=args.progress_every)
+    try:
+        _print_run(report, cfg)
+    except KeyboardInterrupt:
+        print(f"root2hdf5: interrupted after the output was finalized: {cfg.output.dir} is complete (summary.json)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _print_run(report: dict, cfg) -> None:
+    from root2hdf5.transforms.stats.report import format_report
+
     print(format_report(report))
     written = report["total"]["written"]
     rows = "events" if report.get("record") == "event" else "jets"
@@ -83,7 +106,6 @@ def cmd_run(args, beam_args) -> int:
     for name, varied in report.get("variations", {}).items():
         print(f"variation {name}: wrote {varied['total']['written']:,} {rows} to {varied['dir']} "
               f"(cut {varied['total']['cut']:,}); accounting in {varied['dir']}/summary.json")
-    return 0
 
 
 def cmd_inspect(args, beam_args) -> int:
@@ -101,8 +123,19 @@ def cmd_inspect(args, beam_args) -> int:
             out = args.plots or (os.path.join(base, "plots") if os.path.isdir(base) else
                                  os.path.splitext(base)[0] + "-plots")
             written = save_plots(views[0], out, logy=args.logy)
+            _record_plots(base, out, written)
             print(f"\n{len(written)} plots of the {views[0].name} split in {out}/ (overview.png has them all)")
     return 1 if any(v.missing for v in views) else 0
+
+
+def _record_plots(base: str, out: str, written: list[str]) -> None:
+    """Plots inside an output directory join its manifest: a rerun with --overwrite replaces them too."""
+    from root2hdf5.transforms.output.finalize import record_files
+
+    inside = [os.path.relpath(p, base) for p in written if os.path.isdir(base) and
+              os.path.abspath(p).startswith(os.path.abspath(base) + os.sep)]
+    if inside:
+        record_files(base, [p.replace(os.sep, "/") for p in inside])
 
 
 def cmd_init(args, beam_args) -> int:
@@ -171,7 +204,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set output.dir=out/x (repeatable)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    run.add_argument("-v", "--verbose", action="store_true", help="also log every entry range read")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="also log every entry range read, and print the traceback of an error")
     run.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
                      help="seconds between progress lines on local runs (default 10; 0: none)")
     run.set_defaults(func=cmd_run)
@@ -213,8 +247,9 @@ def _setup_logging(quiet: bool, verbose: bool = False):
     # Importing Beam warns about optional Google Cloud clients we do not use.
     for handler in logging.getLogger().handlers:
         handler.addFilter(lambda record: not record.getMessage().startswith("apitools not found"))
-    # The DirectRunner re-logs every worker message on the driver; the workers print their own.
-    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    # The DirectRunner re-logs every worker message on the driver; the workers print their own. A worker's
+    # failure comes back as an exception, whose cause main() prints (with -v: the traceback, and Beam's logs).
+    logging.getLogger("apache_beam").setLevel(logging.ERROR if verbose else logging.CRITICAL)
     log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
@@ -227,9 +262,15 @@ def main(argv: list[str] | None = None) -> int:
         print("root2hdf5: interrupted; no output was finalized", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - translate to a one-line message when it is the user's to fix
+        verbose = getattr(args, "verbose", False)
         message = user_error(err)
-        if message is None:
+        if message is None and (verbose or worker_error(err) is None):
             raise
+        if verbose:
+            traceback.print_exception(err, file=sys.stderr)
+        if message is None:  # a worker failed on something that is not the user's to fix: a bug, or the machine
+            print(f"root2hdf5: error: {worker_error(err)} (on a worker; -v prints the traceback)", file=sys.stderr)
+            return 1
         print(f"root2hdf5: error: {message}", file=sys.stderr)
         return 2
 

@@ -2,7 +2,8 @@
 
     expand the inputs -> make the plan -> check the first file of every sample (common mistakes fail in a
     second, with a clear message) -> prepare the output directories -> run the pipeline (progress lines on
-    local runs) -> the report; after a failure, the temporary directories are removed.
+    local runs) -> the report; after a failure, the temporary directories are removed. On Ctrl-C or SIGTERM
+    the worker processes are killed and the same cleanup runs (pipelines.supervise).
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from root2hdf5.pipelines.config import Config
 from root2hdf5.pipelines.graph import build
-from root2hdf5.pipelines.output_dir import prepare_output
+from root2hdf5.pipelines.output_dir import OutputDir, check_inputs_outside, prepare_output
 from root2hdf5.pipelines.plan import Plan, make_plan
 from root2hdf5.pipelines.runners.local import make_pipeline, runs_locally
+from root2hdf5.pipelines.supervise import Supervisor
 from root2hdf5.transforms.core import progress
 from root2hdf5.transforms.core.errors import InputError
 from root2hdf5.transforms.output.finalize import SUMMARY
@@ -39,36 +41,47 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
 
     On a local run, a progress line is logged every `progress_every` seconds (0: never)."""
     started = time.perf_counter()
-    files = expand_files(cfg.samples)
-    log.info("%d input files in %d samples", len(files), len(cfg.samples))
-    plan = make_plan(cfg, files)
-    _log_roles(cfg)
-    warnings = check_inputs(plan, cfg.checks.allow)
-    beam_args = beam_args or []
-    out = prepare_output(cfg.output.dir, overwrite)
-    outputs = [out]
-    try:
-        watch = progress_every > 0 and is_local(out.tmp) and runs_locally(beam_args)
-        progress_dir = os.path.join(out.tmp, progress.FOLDER) if watch else None
-        sink = plan.sink(out.path, out.tmp, overwrite, progress_dir=progress_dir, warnings=warnings)
-        variations = []
-        for variation in plan.variations:
-            outputs.append(prepare_output(variation_dir(cfg.output.dir, variation.spec.name), overwrite))
-            variations.append((variation, plan.sink(outputs[-1].path, outputs[-1].tmp, overwrite, variation,
-                                                    progress_dir, warnings)))
-        log.info("constituent features: %s", plan.features.get("constituents", []))
-        log.info("jet features: %s", plan.features["jets"])
-        shards = len(outputs) * sum(n for _, n in plan.shards)
-        with progress.Watcher(progress_dir, len(files), shards, progress_every) if watch else contextlib.nullcontext():
-            with make_pipeline(PipelineOptions(beam_args)) as pipeline:
-                build(pipeline, plan, sink, variations)
-    except BaseException:
-        for o in outputs:
-            o.cleanup_after_failure()
-        raise
-    report = _read_report(out.path)
-    if variations:
-        report["variations"] = {v.spec.name: {"dir": s.out_dir, **_read_report(s.out_dir)} for v, s in variations}
+    outputs: list[OutputDir] = []
+    with Supervisor(lambda signum: _interrupted(outputs, cfg.output.dir)) as supervisor:
+        files = expand_files(cfg.samples)
+        log.info("%d input files in %d samples", len(files), len(cfg.samples))
+        plan = make_plan(cfg, files)
+        check_inputs_outside(cfg.output.dir, [(f.path, f"sample {f.sample_name!r}") for f in files] +
+                             [(f.path, f"friend {p.spec.name!r}") for p in plan.friends for f in p.files])
+        _log_roles(cfg)
+        warnings = check_inputs(plan, cfg.checks.allow)
+        beam_args = beam_args or []
+        try:
+            with supervisor.deferred():  # an interrupt's cleanup sees every output directory made
+                outputs.append(prepare_output(cfg.output.dir, overwrite))
+            out = outputs[0]
+            watch = progress_every > 0 and is_local(out.tmp) and runs_locally(beam_args)
+            progress_dir = os.path.join(out.tmp, progress.FOLDER) if watch else None
+            sink = plan.sink(out.path, out.tmp, overwrite, progress_dir=progress_dir, warnings=warnings)
+            variations = []
+            for variation in plan.variations:
+                with supervisor.deferred():
+                    outputs.append(prepare_output(variation_dir(cfg.output.dir, variation.spec.name), overwrite))
+                variations.append((variation, plan.sink(outputs[-1].path, outputs[-1].tmp, overwrite, variation,
+                                                        progress_dir, warnings)))
+            log.info("constituent features: %s", plan.features.get("constituents", []))
+            log.info("jet features: %s", plan.features["jets"])
+            shards = len(outputs) * sum(n for _, n in plan.shards)
+            with progress.Watcher(progress_dir, len(files), shards, progress_every) if watch else \
+                    contextlib.nullcontext():
+                with make_pipeline(PipelineOptions(beam_args)) as pipeline:
+                    build(pipeline, plan, sink, variations)
+        except BaseException:
+            for o in outputs:
+                o.cleanup_after_failure()
+            raise
+        finally:
+            for o in outputs:
+                o.lock.release()
+        report = _read_report(out.path)
+        if variations:
+            report["variations"] = {v.spec.name: {"dir": s.out_dir, **_read_report(s.out_dir)}
+                                    for v, s in variations}
     report["seconds"] = round(time.perf_counter() - started, 2)
     if watch:
         total = report["total"]
@@ -77,6 +90,17 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
                  progress.duration(report["seconds"]))
     _fail_on_problems(report, cfg.output.dir)
     return report
+
+
+def _interrupted(outputs: list[OutputDir], out_dir: str) -> str:
+    """The line printed on Ctrl-C, true to what is on disk once the cleanup is done."""
+    published = [o.path for o in outputs if o.settle()]
+    if not published:
+        return "interrupted; no output was finalized"
+    if len(published) == len(outputs):
+        return f"interrupted after the output was finalized: {out_dir} is complete (summary.json)"
+    return (f"interrupted; finalized: {', '.join(published)}; not finalized: "
+            f"{', '.join(o.path for o in outputs if o.path not in published)}")
 
 
 def _fail_on_problems(report: dict, out_dir: str) -> None:

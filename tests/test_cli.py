@@ -27,8 +27,8 @@ def test_readme_example_commands(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wrote" in result.stdout and "total" in result.stdout
-    assert sorted(os.listdir(tmp_path / "out")) == ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5",
-                                                    "val.h5"]
+    assert sorted(os.listdir(tmp_path / "out")) == [".root2hdf5-manifest.json", "norm.yaml", "shards", "summary.json",
+                                                    "test.h5", "train.h5", "val.h5"]
     # progress ends with the exact number of entries read
     entries = 0
     for name in os.listdir(tmp_path / "example"):
@@ -149,8 +149,8 @@ def test_existing_output_needs_overwrite(ntuples, tmp_path, capsys):
     assert (out / "train.h5").read_text() == "an older result"
     code, err = run_cli(tmp_path, cfg, capsys, "--overwrite")
     assert code == 0, err
-    assert sorted(os.listdir(out)) == ["norm.yaml", "notes.txt", "shards", "summary.json", "test.h5", "train.h5",
-                                       "val.h5"]
+    assert sorted(os.listdir(out)) == [".root2hdf5-manifest.json", "norm.yaml", "notes.txt", "shards", "summary.json",
+                                       "test.h5", "train.h5", "val.h5"]
 
 
 def test_unwritable_output(ntuples, tmp_path, capsys):

@@ -146,7 +146,8 @@ def test_sink_in_a_pipeline_writes_shards_then_finalizes(tmp_path):
     with TestPipeline() as p:
         s = p | "Stats" >> beam.Create(stats)
         assert_that(p | beam.Create(batches) | WriteShuffledShards(sink, s, spill=True), check)
-    assert sorted(os.listdir(out)) == ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5"]
+    assert sorted(os.listdir(out)) == [".root2hdf5-manifest.json", "norm.yaml", "shards", "summary.json", "test.h5",
+                                       "train.h5"]
     assert sorted(os.listdir(out / "shards")) == ["test-00000-of-00001.h5", "train-00000-of-00002.h5",
                                                   "train-00001-of-00002.h5"]
     for split in ("train", "test"):

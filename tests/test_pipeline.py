@@ -184,7 +184,8 @@ def test_seed_changes_order_not_content(ntuples, events_run, tmp_path):
 def test_no_temporary_files_left(events_run):
     cfg, _, _ = events_run
     out = cfg["output"]["dir"]
-    assert sorted(os.listdir(out)) == ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
+    assert sorted(os.listdir(out)) == [".root2hdf5-manifest.json", "norm.yaml", "shards", "summary.json", "test.h5",
+                                       "train.h5", "val.h5"]
     shards = sorted(os.listdir(os.path.join(out, "shards")))
     counts = cfg["shuffle"]["shards"]  # 5 shards spread 0.6/0.2/0.2 -> 3/1/1
     assert shards == ["test-00000-of-00001.h5", "train-00000-of-00003.h5", "train-00001-of-00003.h5",

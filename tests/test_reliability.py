@@ -25,7 +25,7 @@ from tests.conftest import IN_MEMORY, events_config, run_config
 from tests.reference import read_output
 from tests.test_pipeline import _digests
 
-FINAL = ["norm.yaml", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
+FINAL = [".root2hdf5-manifest.json", "norm.yaml", "shards", "summary.json", "test.h5", "train.h5", "val.h5"]
 
 
 @pytest.fixture(scope="module")
@@ -439,8 +439,8 @@ def test_an_interrupted_run_leaves_no_file_that_looks_complete(ntuples, tmp_path
     assert os.path.exists(markers / "paused"), run.communicate()[1][-2000:]
     os.killpg(run.pid, signal.SIGKILL)  # no cleanup handler runs: as if the machine went down
     run.wait()
-    left = os.listdir(out)
-    assert len(left) == 1 and left[0].startswith(".root2hdf5-tmp-")  # only the temporary directory
+    left = sorted(os.listdir(out))  # only the temporary directory, and the lock of the killed run
+    assert len(left) == 2 and left[0].startswith(".root2hdf5-tmp-") and left[1] == ".root2hdf5.lock"
 
     os.environ.pop("ROOT2HDF5_FAULTS")
     report = run_config(events_config(ntuples, out), IN_MEMORY)  # stale temporary files do not block a rerun

@@ -40,7 +40,32 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
     # as DirectRunner.run_pipeline does, so that worker processes receive the pipeline options
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)
+    return beam.Pipeline(runner=_runner_class()(provision_info=provision), options=options)
+
+
+def _runner_class():
+    """The FnApiRunner, whose worker processes (multi_processing) run pipelines.runners.worker instead of Beam's
+    sdk_worker_main: the same, with a quieter failure. The runner sets its environment when the pipeline
+    starts; an environment of another kind, or another command, is left as it is."""
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+    from root2hdf5.pipelines.runners.worker import COMMAND
+
+    class Runner(fn_runner.FnApiRunner):
+        @property
+        def _default_environment(self):
+            return self.__dict__["_environment"]
+
+        @_default_environment.setter
+        def _default_environment(self, environment):
+            beams = " -m apache_beam.runners.worker.sdk_worker_main"
+            if isinstance(environment, SubprocessSDKEnvironment) and \
+                    getattr(environment, "command_string", "").endswith(beams):
+                environment = SubprocessSDKEnvironment.from_command_string(COMMAND)
+            self.__dict__["_environment"] = environment
+
+    return Runner
 
 
 def _stop_workers_together() -> None:

@@ -5,7 +5,9 @@ the first time a listed point is reached for a key selected by `every` (about 1 
 ranges for "flatten", shards for "write_shard"), it raises InjectedFault; a marker file in `dir` makes
 the retry succeed. {"lose_jet": true} makes every shard writer drop one jet, to show that the accounting
 catches a loss. {"pause": "write_shard"} makes that point write `dir/paused` and wait, so a test can kill
-the run there. Points reached in worker processes see the variable too (it is inherited).
+the run there. {"exit_at": "publish"} ends the process at that point of the finalize step at once, as a
+kill would (transforms.output.finalize names its points). Points reached in worker processes see the variable
+too (it is inherited).
 """
 from __future__ import annotations
 
@@ -26,12 +28,20 @@ def _spec() -> dict | None:
     return json.loads(text) if text else None
 
 
-def fail_once(point: str, key: str) -> None:
+def step(point: str) -> None:
+    """A point where a test may pause the run ({"pause": point}) or end the process ({"exit_at": point})."""
     spec = _spec()
     if spec and spec.get("pause") == point:
         with open(os.path.join(spec["dir"], "paused"), "w"):
             pass
         time.sleep(600)
+    if spec and spec.get("exit_at") == point:
+        os._exit(137)  # no cleanup, no finally: as SIGKILL
+
+
+def fail_once(point: str, key: str) -> None:
+    step(point)
+    spec = _spec()
     if not spec or point not in spec.get("fail_once", ()):
         return
     if zlib.crc32(key.encode()) % int(spec.get("every", 1)):

@@ -12,20 +12,28 @@ Like Beam's FileBasedSink: shards are written under the run's temporary director
 this single step, which runs only after every shard succeeded, moves them into place. It is idempotent,
 since a runner may run it again:
 
-1. stage: rename the committed shards to their final names and write the split files, norm.yaml and
-   summary.json, all inside the temporary directory;
-2. swap: with --overwrite, move the previous run's outputs into the temporary directory (a marker records
-   that this step finished);
+1. stage: rename the committed shards to their final names and write the split files, norm.yaml,
+   the manifest (.root2hdf5-manifest.json: every file the run publishes) and summary.json, all inside the
+   temporary directory; then a journal (journal.json there) lists what will be moved away and what in;
+2. swap: with --overwrite, move the previous run's files (exactly those its manifest lists; files written
+   before manifests existed: those with the names this tool gives) into the temporary directory, its
+   summary.json first; then the journal records the commit point: from here the new set is the result;
 3. publish: rename the staged files into the output directory, shards first, summary.json last (its
    presence means the output is complete);
 4. delete the temporary directory (with the previous outputs and every piece or shard written by a failed
    or repeated attempt; with --overwrite also the temporary directories of interrupted runs).
-A repeated call after step 4 finds the summary and returns it.
+A repeated call after step 4 finds the summary and returns it. A finalize interrupted between steps 1 and 4
+(the process killed) is completed or undone by `recover`, which the next run (or the interrupted run's
+driver, on Ctrl-C) calls: before the commit point the previous files go back, after it the rest of the new
+ones are published. At every instant the old or the new complete set is in the output directory or, moved,
+in the journal's temporary directory, from where `recover` puts it back.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +41,7 @@ import apache_beam as beam
 import yaml
 from apache_beam.io.filesystems import FileSystems
 
+from root2hdf5.transforms.core import faults
 from root2hdf5.transforms.core.errors import OutputError, Root2Hdf5Error, output_errors
 from root2hdf5.transforms.core.records import ShardResult
 from root2hdf5.transforms.output.hdf5_files import DatasetSpec, children, exists, files_in
@@ -45,6 +54,11 @@ SUMMARY = "summary.json"
 NORM = "norm.yaml"
 TMP_PREFIX = ".root2hdf5-tmp-"
 SHARDS_DIR = "shards"
+MANIFEST = ".root2hdf5-manifest.json"
+JOURNAL = "journal.json"
+# held while a finalize swaps and publishes, so that a driver stopping an in-process run (on Ctrl-C) waits
+# for the renames under way before it completes or undoes them
+PUBLISHING = threading.Lock()
 
 
 def shard_name(split: str, shard: int, count: int, extension: str = ".h5") -> str:
@@ -119,18 +133,25 @@ class Finalize(beam.DoFn):
         begin = time.perf_counter()
         spec = self.spec
         if not exists(spec.tmp_dir):
-            with FileSystems.open(FileSystems.join(spec.out_dir, SUMMARY)) as handle:  # committed by an earlier attempt
-                yield json.loads(handle.read())
+            yield _read_summary(spec.out_dir)  # committed by an earlier attempt
             return
-        results = self._with_empty_shards(list(results))
-        report = build_report(stats, results, spec.files, spec.sample_names, spec.split_names, spec.selection, plan,
-                              skipped, spec.record, spec.friends)
-        names, published = self._stage(results, report, moments)
-        self._move_previous_away(spec.out_dir, spec.tmp_dir)
-        self._publish(names, published)
-        self._clean_up()
-        log.info("finalized %d shards in %.1f s", len(results), time.perf_counter() - begin)
-        yield report
+        journal = _read_journal(spec.tmp_dir)
+        report = None
+        if journal is None:  # not staged yet (a repeated attempt after the journal goes straight to the swap)
+            results = self._with_empty_shards(list(results))
+            report = build_report(stats, results, spec.files, spec.sample_names, spec.split_names, spec.selection,
+                                  plan, skipped, spec.record, spec.friends)
+            names, published = self._stage(results, report, moments)
+            staged = [f"commit/{SHARDS_DIR}/{name.replace('/', '--')}" for name in names]
+            staged += [f"commit/{name}" for name in published]
+            journal = {"step": "swap", "old": self._previous(), "new": list(zip(staged, names + published))}
+            _write_journal(spec.tmp_dir, journal)
+        faults.step("staged")
+        with PUBLISHING:
+            _swap_and_publish(spec.out_dir, spec.tmp_dir, journal, faults.step)
+            self._clean_up()
+        log.info("finalized %d shards in %.1f s", sum(spec.shards.values()), time.perf_counter() - begin)
+        yield report if report is not None else _read_summary(spec.out_dir)
 
     def _stage(self, results: list[ShardResult], report: dict, moments) -> tuple[list[str], list[str]]:
         """Step 1: the shards under their final names, the split files, norm.yaml and summary.json, all in the
@@ -161,8 +182,10 @@ class Finalize(beam.DoFn):
         if norm is not None:
             _write_text(FileSystems.join(staging, NORM), yaml.safe_dump(norm, sort_keys=False))
             published.append(NORM)
+        manifest = {"written_by": "root2hdf5", "files": sorted(names + published + [SUMMARY])}
+        _write_text(FileSystems.join(staging, MANIFEST), json.dumps(manifest, indent=1))
         _write_text(FileSystems.join(staging, SUMMARY), json.dumps(report, indent=1))
-        published.append(SUMMARY)
+        published += [MANIFEST, SUMMARY]  # published in this order: the manifest before summary.json
         return names, published
 
     def _degenerate(self, report: dict, norm: dict | None) -> None:
@@ -180,18 +203,6 @@ class Finalize(beam.DoFn):
         failing = [p for p in problems if p["check"] not in spec.allow]
         if failing:
             report["problems"] = failing
-
-    def _publish(self, names: list[str], published: list[str]) -> None:
-        """Step 3: staged files into the output directory, shards first, summary.json last."""
-        out, staging = self.spec.out_dir, FileSystems.join(self.spec.tmp_dir, "commit")
-        for folder in sorted({name.rsplit("/", 1)[0] for name in names}):
-            if not exists(FileSystems.join(out, folder)):
-                FileSystems.mkdirs(FileSystems.join(out, folder))
-        for name in names:
-            _rename(FileSystems.join(staging, SHARDS_DIR, name.replace("/", "--")),
-                    FileSystems.join(out, *name.split("/")))
-        for name in published:  # summary.json last
-            _rename(FileSystems.join(staging, name), FileSystems.join(out, name))
 
     def _clean_up(self) -> None:
         """Step 4: the temporary directory (and, with --overwrite, those of interrupted runs)."""
@@ -214,23 +225,130 @@ class Finalize(beam.DoFn):
                     results.append(ShardResult(split, shard, path, 0, []))
         return sorted(results, key=lambda r: (spec.split_names.index(r.split), r.shard))
 
-    def _move_previous_away(self, out: str, tmp: str) -> None:
-        swapped = FileSystems.join(tmp, "swapped")
-        if exists(swapped):
-            return
-        previous = [FileSystems.join(out, name) for name in
-                    [f"{s}.h5" for s in self.spec.split_names] + [NORM, SUMMARY]]
-        previous = [p for p in previous if exists(p)] + files_in(FileSystems.join(out, SHARDS_DIR))
-        for split in self.spec.split_names:  # Parquet parts
-            previous += [p for p in files_in(FileSystems.join(out, split)) if p.endswith(".parquet")]
-        # plots `root2hdf5 inspect` made of the previous results would describe data that is gone
-        previous += [p for p in files_in(FileSystems.join(out, "plots")) if p.endswith(".png")]
-        if previous and not self.spec.overwrite:
-            raise OutputError(f"{out} received results from another run while this one was writing "
-                              f"(e.g. {previous[0]}); nothing was replaced")
+    def _previous(self) -> list[str]:
+        """What step 2 moves away: the previous run's own files (with --overwrite); refused when the directory
+        holds a result this run may not replace, or files it did not write where it would write."""
+        spec = self.spec
+        own, foreign = previous_outputs(spec.out_dir, spec.split_names)
+        if (own or foreign) and not spec.overwrite:
+            raise OutputError(f"{spec.out_dir} received results from another run while this one was writing "
+                              f"(e.g. {(own or foreign)[0]}); nothing was replaced")
+        if foreign:
+            raise OutputError(foreign_files_message(spec.out_dir, foreign))
+        return own
+
+
+def previous_outputs(out: str, split_names) -> tuple[list[str], list[str]]:
+    """What an earlier run left in `out`, relative to it: (its own files: those its manifest lists, or, for a
+    result written before manifests existed, those with the names this tool gives; summary.json first),
+    (files it did not write in the places a run writes to: shards/, the split folders, the split files'
+    names)."""
+    base = out.rstrip("/") + "/"
+    names = [f"{split}.h5" for split in split_names] + [NORM, SUMMARY]
+    present = [name for name in names if exists(FileSystems.join(out, name))]
+    for folder in [SHARDS_DIR, *split_names]:
+        present += [p[len(base):] for p in files_in(FileSystems.join(out, folder)) if p.startswith(base)]
+    manifest = _read_manifest(out)
+    if manifest is None:
+        splits = "|".join(map(re.escape, split_names))
+        ours = re.compile(rf"({'|'.join(map(re.escape, names))}|{SHARDS_DIR}/({splits})-\d{{5}}-of-\d{{5}}\.h5|"
+                          rf"({splits})/part-\d{{5}}-of-\d{{5}}\.parquet)")
+        own = [p for p in present if ours.fullmatch(p)]
+    else:
+        own = [p for p in manifest if exists(FileSystems.join(out, *p.split("/")))] + [MANIFEST]
+    foreign = sorted(set(present) - set(own) - set(manifest or ()))
+    first = [p for p in (SUMMARY, MANIFEST) if p in own]  # the old set stops looking complete first
+    return first + sorted(set(own) - set(first)), foreign
+
+
+def foreign_files_message(out: str, foreign: list[str]) -> str:
+    shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+    return (f"--overwrite replaces only what an earlier run wrote, but {out} also holds {len(foreign)} files that "
+            f"no run recorded as its own where this run writes: {shown}; move them away or choose another "
+            f"output.dir")
+
+
+def recover(out: str, tmp: str) -> str | None:
+    """Complete or undo a finalize that was interrupted in `tmp`: "published" when it had passed its commit
+    point, "rolled back" before; None when `tmp` holds no journal (nothing was moved). The caller deletes `tmp`."""
+    journal = _read_journal(tmp)
+    if journal is None:
+        return None
+    if journal["step"] == "publish":
+        _swap_and_publish(out, tmp, journal)
+        return "published"
+    for i, name in reversed(list(enumerate(journal["old"]))):  # summary.json, moved first, back last
+        moved = FileSystems.join(tmp, "previous", f"{i:06d}")
+        if exists(moved):
+            _make_parent(out, name)
+            FileSystems.rename([moved], [FileSystems.join(out, *name.split("/"))])
+    return "rolled back"
+
+
+def _swap_and_publish(out: str, tmp: str, journal: dict, step=lambda point: None) -> None:
+    """Steps 2 and 3, from wherever an earlier attempt stopped (every move is idempotent). `step`: the test
+    hook of the finalize step (not of a recovery)."""
+    if journal["step"] == "swap":
         trash = FileSystems.join(tmp, "previous")
-        if previous:
+        if journal["old"] and not exists(trash):
             FileSystems.mkdirs(trash)
-        for i, path in enumerate(previous):
-            FileSystems.rename([path], [FileSystems.join(trash, f"{i:06d}")])
-        _write_text(swapped, "previous outputs moved away")
+        for i, name in enumerate(journal["old"]):
+            _rename(FileSystems.join(out, *name.split("/")), FileSystems.join(trash, f"{i:06d}"))
+        step("swapped")
+        journal = {**journal, "step": "publish"}
+        _write_journal(tmp, journal)  # the commit point
+    for staged, name in journal["new"]:  # shards first, summary.json last
+        _make_parent(out, name)
+        _rename(FileSystems.join(tmp, *staged.split("/")), FileSystems.join(out, *name.split("/")))
+        step("publish")
+    step("published")
+
+
+def _make_parent(out: str, name: str) -> None:
+    if "/" in name and not exists(FileSystems.join(out, name.rsplit("/", 1)[0])):
+        FileSystems.mkdirs(FileSystems.join(out, name.rsplit("/", 1)[0]))
+
+
+def _read_summary(out: str) -> dict:
+    with FileSystems.open(FileSystems.join(out, SUMMARY)) as handle:
+        return json.loads(handle.read())
+
+
+def _read_manifest(out: str) -> list[str] | None:
+    path = FileSystems.join(out, MANIFEST)
+    if not exists(path):
+        return None
+    try:
+        with FileSystems.open(path) as handle:
+            return list(json.loads(handle.read())["files"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise OutputError(f"{path} cannot be read ({err}); it lists what --overwrite may replace: remove the "
+                          f"output directory by hand") from None
+
+
+def record_files(out: str, names: list[str]) -> bool:
+    """Add files written into an output directory after its run (`root2hdf5 inspect`'s plots) to its manifest,
+    so that --overwrite replaces them with the rest. False when `out` has no manifest."""
+    listed = _read_manifest(out)
+    if listed is None:
+        return False
+    path = FileSystems.join(out, MANIFEST)
+    _write_text(path + ".new", json.dumps({"written_by": "root2hdf5", "files": sorted(set(listed) | set(names))},
+                                          indent=1))
+    FileSystems.rename([path + ".new"], [path])
+    return True
+
+
+def _read_journal(tmp: str) -> dict | None:
+    path = FileSystems.join(tmp, JOURNAL)
+    if not exists(path):
+        return None
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read())
+
+
+def _write_journal(tmp: str, journal: dict) -> None:
+    """Written aside and renamed into place: a reader sees the old journal or the new one, never a part."""
+    path = FileSystems.join(tmp, JOURNAL)
+    _write_text(path + ".new", json.dumps(journal))
+    FileSystems.rename([path + ".new"], [path])
