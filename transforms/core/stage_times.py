@@ -139,7 +139,9 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 def _dump(folder: str) -> None:
-    role = "worker" if any("sdk_worker_main" in arg for arg in sys.argv) else "driver"
+    # Beam's worker module, or the project's wrapper of it (pipelines/runners/worker.py)
+    role = "worker" if any(w in arg for arg in sys.argv for w in ("sdk_worker_main", "runners/worker")) \
+        else "driver"
     record = {"pid": os.getpid(), "role": role, "cpu": _cpu(), "marks": _marks, "stages": _totals}
     with open(os.path.join(folder, "stages.jsonl"), "a") as handle:
         handle.write(json.dumps(record) + "\n")
