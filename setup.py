@@ -30,8 +30,8 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.6", "xrootd>=5.6", "fsspec-xrootd>=0.3", "onnx>=1.14", "onnxruntime>=1.16",
-                 "matplotlib>=3.7", "atlas-ftag-tools>=0.2", "pandas>=2", "polars>=1", *FAST],
+        "test": ["pytest>=7", "pytest-xdist>=3", "ruff>=0.6", "xrootd>=5.6", "fsspec-xrootd>=0.3", "onnx>=1.14",
+                 "onnxruntime>=1.16", "matplotlib>=3.7", "atlas-ftag-tools>=0.2", "pandas>=2", "polars>=1", *FAST],
         "fast": FAST,  # all three below
         "deflate": [DEFLATE],  # libdeflate inflates ROOT's zlib baskets ~1.7x faster than zlib (wheels)
         "lzf": [LZF],  # byte-reproducible lzf chunks (liblzf 3.6 via CFFI; built with a C compiler at install)
