@@ -274,9 +274,11 @@ class Preprocess(beam.DoFn):
     def process(self, batch: RowBatch):
         try:
             mask = batch.data.get("mask")
-            prepared = self.spec.prepare(batch.branches, mask)
-            batch.data.update(self.spec.features(batch.branches, mask, len(batch), prepared))
-            extras, outside = self.spec.extras(batch.branches, mask, prepared)
+            # an overflow to Inf is not worth a warning: CheckWrittenFinite applies input.on_nonfinite to it next
+            with np.errstate(over="ignore"):
+                prepared = self.spec.prepare(batch.branches, mask)
+                batch.data.update(self.spec.features(batch.branches, mask, len(batch), prepared))
+                extras, outside = self.spec.extras(batch.branches, mask, prepared)
             batch.data.update(extras)
             for name, count in outside.items():
                 batch.stats[f"image_outside/{name}"] += int(count)
