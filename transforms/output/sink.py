@@ -95,7 +95,6 @@ class WriteShard(beam.DoFn):
             result.moments = shard_moments(columns)
         yield result
 
-
     def _check_weights(self, weights: np.ndarray, factors: np.ndarray, source: np.ndarray) -> None:
         """A finite weight times its sample's factor can still overflow float32: fail naming the jet."""
         if np.isfinite(weights).all():

@@ -91,7 +91,7 @@ def build_report(stats, shards: list[ShardResult], files, sample_names: list[str
                 totals[extra] += entry[extra]
     totals["written"] = sum(v[rows] for v in split_totals.values())
     if tally.skipped:
-        totals["skipped"] += 0  # a column of the table whenever a file was skipped
+        totals.setdefault("skipped", 0)  # a column of the table whenever a file was skipped
     # a resampled split holds jets drawn (with repeats) from those sent to it: those are what balance
     before_draw = sum(v.get("resampled_from", v[rows]) for v in split_totals.values())
     for where, entry in [*((f["path"], f) for f in report_files), *report_samples.items(),
