@@ -2,7 +2,8 @@
 (bench/run.py --stages does both). CPU seconds (user + system) summed over the driver and every worker.
 
 Rows as in issue 19's profile: start-up (the driver until the runner starts, each worker until it first
-imports root2hdf5, i.e. the interpreter, Beam and the harness), reading (with uproot's inflate, decoding and
+imports root2hdf5, i.e. the interpreter, Beam and the harness; the fork server, whose workers start with
+all that imported), reading (with uproot's inflate, decoding and
 joining inside), the per-shard statistics and accounting, the HDF5 write, padding, the spill, the rest of
 the per-jet work; "Beam and the rest" is what no stage claims (the runner, bundles, coders, the workers'
 imports of uproot and awkward, the driver's planning and finalize waiting).
@@ -29,6 +30,7 @@ def table(records: list[dict]) -> tuple[list[tuple[str, float]], dict]:
     workers = [r for r in records if r["role"] == "worker"]
     startup = sum(r["marks"].get("driver: run (start)", r["cpu"]) for r in drivers)
     startup += sum(r["marks"].get("package imported", 0.0) for r in workers)
+    startup += sum(r["cpu"] for r in records if r["role"] == "fork server")  # it imports, then only forks
     s = lambda *labels: sum(stages.get(label, 0.0) for label in labels)  # noqa: E731
     reading = s("read", "plan ranges")
     spill = s("spill: cut", "spill: write", "spill: read back and reorder")

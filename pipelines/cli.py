@@ -50,7 +50,7 @@ def worker_error(err: BaseException) -> str | None:
 
 def default_beam_args(beam_args: list[str], quiet: bool = False, verbose: bool = False) -> list[str]:
     """Multi-process DirectRunner unless told otherwise; quiet Beam worker logs."""
-    from root2hdf5.pipelines.runners.local import runs_locally
+    from root2hdf5.pipelines.runners.args import runs_locally
 
     args = list(beam_args)
     given = " ".join(args)
@@ -80,12 +80,15 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def cmd_run(args, beam_args) -> int:
-    from root2hdf5.pipelines.config import load_config
-    from root2hdf5.pipelines.run import run
+    from root2hdf5.pipelines.runners import forks
 
-    cfg = load_config(args.config, overrides=_parse_overrides(args.set))
-    report = run(cfg, default_beam_args(beam_args, args.quiet, args.verbose), overwrite=args.overwrite,
-                 progress_every=args.progress_every)
+    beam_args = default_beam_args(beam_args, args.quiet, args.verbose)
+    with forks.warm(beam_args):  # the workers' interpreter loads while this one loads Beam and the config
+        from root2hdf5.pipelines.config import load_config
+        from root2hdf5.pipelines.run import run
+
+        cfg = load_config(args.config, overrides=_parse_overrides(args.set))
+        report = run(cfg, beam_args, overwrite=args.overwrite, progress_every=args.progress_every)
     try:
         _print_run(report, cfg)
     except KeyboardInterrupt:

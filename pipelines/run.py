@@ -21,7 +21,9 @@ from root2hdf5.pipelines.config import Config
 from root2hdf5.pipelines.graph import build
 from root2hdf5.pipelines.output_dir import OutputDir, check_inputs_outside, prepare_output
 from root2hdf5.pipelines.plan import Plan, make_plan
-from root2hdf5.pipelines.runners.local import make_pipeline, runs_locally
+from root2hdf5.pipelines.runners import forks
+from root2hdf5.pipelines.runners.args import runs_locally
+from root2hdf5.pipelines.runners.local import make_pipeline
 from root2hdf5.pipelines.supervise import Supervisor
 from root2hdf5.transforms.core import progress
 from root2hdf5.transforms.core.errors import InputError
@@ -42,7 +44,8 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
     On a local run, a progress line is logged every `progress_every` seconds (0: never)."""
     started = time.perf_counter()
     outputs: list[OutputDir] = []
-    with Supervisor(lambda signum: _interrupted(outputs, cfg.output.dir)) as supervisor:
+    beam_args = beam_args or []
+    with Supervisor(lambda signum: _interrupted(outputs, cfg.output.dir)) as supervisor, forks.warm(beam_args):
         files = expand_files(cfg.samples)
         log.info("%d input files in %d samples", len(files), len(cfg.samples))
         plan = make_plan(cfg, files)
@@ -50,7 +53,6 @@ def run(cfg: Config, beam_args: list[str] | None = None, overwrite: bool = False
                              [(f.path, f"friend {p.spec.name!r}") for p in plan.friends for f in p.files])
         _log_roles(cfg)
         warnings = check_inputs(plan, cfg.checks.allow)
-        beam_args = beam_args or []
         try:
             with supervisor.deferred():  # an interrupt's cleanup sees every output directory made
                 outputs.append(prepare_output(cfg.output.dir, overwrite))

@@ -16,6 +16,8 @@ import threading
 import time
 import uuid
 
+from root2hdf5.pipelines.runners import forks
+
 RUN_ENV = "ROOT2HDF5_RUN"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -113,6 +115,7 @@ class Supervisor:
         logging.disable(logging.CRITICAL)
         threading.excepthook = lambda args: None
         _no_new_workers()
+        forks.kill_current()  # started before the run had its id (the command starts it first)
         left = kill_tagged(self.run_id)
         try:
             message = self.on_stop(signum)

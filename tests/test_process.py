@@ -2,6 +2,7 @@
 half-written, a rerun works), and a worker's error printed as one line."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -81,6 +82,18 @@ def _stop(run: subprocess.Popen, signum: int, group: bool) -> tuple[int, float, 
     return run.returncode, seconds, err.decode(errors="replace")
 
 
+def _a_worker_started(sid: int) -> bool:
+    """A worker process of the run: one its fork server forked (a child of the server), or one Beam started."""
+    commands = {int(line.split(":", 1)[0]): line.split(": ", 1)[1] for line in _session(sid)}
+
+    def parent(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+
+    return any("runners.worker" in command and ("--serve" not in command or "--serve" in commands.get(parent(pid), ""))
+               for pid, command in commands.items())
+
+
 def _no_process_left(sid: int) -> None:
     """Killed workers may take a moment to be reaped; a leftover worker stays for minutes."""
     deadline = time.monotonic() + 10
@@ -136,8 +149,9 @@ def test_sigterm_to_the_group_while_reading(ntuples, tmp_path):
 def test_sigterm_while_the_workers_start_leaves_no_worker(ntuples, tmp_path):
     out = tmp_path / "out"
     run = _start(events_config(ntuples, out), tmp_path)
-    # a worker by its command: other short-lived children (a library probing the system) may come first
-    _wait_for(lambda: any("runners.worker" in p for p in _session(run.pid)), run, "a worker process")
+    # a worker by its command and parent: the fork server starts first, and other short-lived children (a
+    # library probing the system) may come too
+    _wait_for(lambda: _a_worker_started(run.pid), run, "a worker process")
     returncode, _, err = _stop(run, signal.SIGTERM, False)
     assert returncode == 143, err[-3000:]
     _no_process_left(run.pid)

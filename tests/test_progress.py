@@ -7,7 +7,7 @@ import time
 
 from root2hdf5.pipelines.config import config_from_dict
 from root2hdf5.pipelines.run import run
-from root2hdf5.pipelines.runners.local import runs_locally
+from root2hdf5.pipelines.runners.args import runs_locally
 from root2hdf5.transforms.core import progress
 from tests.conftest import IN_MEMORY, events_config
 

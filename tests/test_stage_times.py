@@ -31,7 +31,9 @@ def test_every_process_of_a_run_reports_its_stages(ntuples, tmp_path):
     subprocess.run([sys.executable, "-m", "root2hdf5", "run", str(tmp_path / "c.yaml"), "-q", *TWO_PROCESSES],
                    cwd=REPO, env=env, check=True, capture_output=True)
     records = [json.loads(line) for line in (folder / "stages.jsonl").read_text().splitlines()]
-    assert sorted(r["role"] for r in records) == ["driver", "worker", "worker"]
+    # the workers are forked from the fork server (pipelines/runners/forks.py), which only imports and forks
+    assert sorted(r["role"] for r in records) == ["driver", "fork server", "worker", "worker"]
+    assert [r["stages"] for r in records if r["role"] == "fork server"] == [{}]
     stages = {label for r in records for label in r["stages"]}
     assert {"read", "padding", "HDF5 write", "statistics (shard_moments)", "accounting (_count_rows)",
             "driver: run", "driver: stop workers"} <= stages

@@ -9,19 +9,18 @@ PrismRunner, DataflowRunner ...) is used as given.
 """
 from __future__ import annotations
 
+import sys
+
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-LOCAL = (None, "DirectRunner", "direct", "FnApiRunner")
+from root2hdf5.pipelines.runners import forks
+from root2hdf5.pipelines.runners.args import LOCAL
 
 
 def is_local(options: PipelineOptions) -> bool:
     """Whether the pipeline runs on this machine (the FnApiRunner), so its workers share our disk."""
     return options.view_as(StandardOptions).runner in LOCAL
-
-
-def runs_locally(beam_args: list[str]) -> bool:
-    return is_local(PipelineOptions(beam_args))
 
 
 def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
@@ -37,6 +36,8 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
     _stop_workers_together()
+    _no_ipython_import()
+    forks.install()
     # as DirectRunner.run_pipeline does, so that worker processes receive the pipeline options
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
@@ -66,6 +67,26 @@ def _runner_class():
             self.__dict__["_environment"] = environment
 
     return Runner
+
+
+def _no_ipython_import() -> None:
+    """Beam asks whether it runs inside IPython for every transform applied, by importing IPython when it is
+    installed (0.6 s of the driver's start-up in an environment with Jupyter). A process that has not imported
+    IPython is not inside an IPython session: then the question is answered without the import."""
+    import apache_beam.pipeline
+    from apache_beam.utils import interactive_utils
+
+    asked = interactive_utils.is_in_ipython
+    if getattr(asked, "_root2hdf5", False):
+        return
+
+    def is_in_ipython() -> bool:
+        return "IPython" in sys.modules and asked()
+
+    is_in_ipython._root2hdf5 = True
+    interactive_utils.is_in_ipython = is_in_ipython
+    if getattr(apache_beam.pipeline, "is_in_ipython", None) is asked:
+        apache_beam.pipeline.is_in_ipython = is_in_ipython
 
 
 def _stop_workers_together() -> None:

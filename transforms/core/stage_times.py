@@ -58,6 +58,7 @@ _marks: dict[str, float] = {}
 _lock = threading.Lock()
 _local = threading.local()
 _installed = False
+_role: str | None = None
 
 
 def _cpu() -> float:
@@ -138,10 +139,22 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
+def forked() -> None:
+    """In a worker forked from the fork server (pipelines/runners/worker.py): its CPU and stages are its own
+    from here (the kernel starts a child's rusage at zero); what the server spent is the server's record."""
+    global _role
+    _role = "worker"
+    with _lock:
+        _totals.clear()
+        _marks.clear()
+    _marks["package imported"] = 0.0
+
+
 def _dump(folder: str) -> None:
-    # Beam's worker module, or the project's wrapper of it (pipelines/runners/worker.py)
-    role = "worker" if any(w in arg for arg in sys.argv for w in ("sdk_worker_main", "runners/worker")) \
-        else "driver"
+    # Beam's worker module, or the project's wrapper of it (pipelines/runners/worker.py), or its fork server
+    role = _role or ("fork server" if "--serve" in sys.argv else
+                     "worker" if any(w in arg for arg in sys.argv for w in ("sdk_worker_main", "runners/worker"))
+                     else "driver")
     record = {"pid": os.getpid(), "role": role, "cpu": _cpu(), "marks": _marks, "stages": _totals}
     with open(os.path.join(folder, "stages.jsonl"), "a") as handle:
         handle.write(json.dumps(record) + "\n")
