@@ -1,5 +1,6 @@
 """The command line: the README's commands, and bad input failing cleanly with nothing half-written."""
 import os
+import re
 import shutil
 import subprocess
 
@@ -36,6 +37,8 @@ def test_readme_example_commands(tmp_path):
             with uproot.open(tmp_path / "example" / name) as handle:
                 entries += handle[synthetic.EVENTS_TREE].num_entries
     assert f"progress: done: read {entries:,} entries of 3 files" in result.stderr
+    # and nothing else: no line of Beam's (its import's warning, its workers' INFO lines)
+    assert all(re.match(r"\S+ \S+ root2hdf5 INFO ", line) for line in result.stderr.splitlines()), result.stderr
     # the README quotes the table this run prints
     with open(os.path.join(REPO, "README.md")) as handle:
         readme = handle.read()

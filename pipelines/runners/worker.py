@@ -18,7 +18,12 @@ import signal
 import sys
 import traceback
 
-from apache_beam.runners.worker import sdk_worker, sdk_worker_main
+# Importing Beam logs a warning (Google Cloud clients) through the root logger, which gets a stderr handler
+# for it, and then every INFO line of the harness ("Logging handler created.") reached the user's terminal.
+# The harness sends its logs to the driver, which prints what the user asked for.
+logging.getLogger().addHandler(logging.NullHandler())
+
+from apache_beam.runners.worker import sdk_worker, sdk_worker_main  # noqa: E402
 
 COMMAND = f"{sys.executable} -m root2hdf5.pipelines.runners.worker"
 
