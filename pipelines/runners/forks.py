@@ -82,20 +82,27 @@ class ForkServer:
             return self._exits.get(pid, -signal.SIGKILL)
 
     def close(self) -> None:
-        """End the server; a worker that has not ended by now (a failed run) is killed, none is left behind."""
+        """End the server: at once if it forked nothing (a run that failed before its workers, while the
+        server may still be importing), else once it has seen the end of the requests. A worker that has not
+        ended by now (a failed run) is killed: none is left behind."""
         with contextlib.suppress(OSError):
             os.close(self._requests)
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=5 if self.pids else 0)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        with self._changed:
-            running = [pid for pid in self.pids if pid not in self._exits]
-        _kill(running)
+        _kill(self._running())
 
     def kill(self) -> None:
-        _kill([self.process.pid, *self.pids])
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        _kill(self._running())
+
+    def _running(self) -> list[int]:
+        """Workers not reported ended (an ended one's pid may belong to another process by now)."""
+        with self._changed:
+            return [pid for pid in self.pids if pid not in self._exits]
 
 
 def _kill(pids: list[int]) -> None:
