@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import signal
@@ -22,6 +23,7 @@ import threading
 from root2hdf5.pipelines.runners.args import worker_processes
 
 MODULE = "root2hdf5.pipelines.runners.worker"
+log = logging.getLogger(__name__)
 
 _current: ForkServer | None = None
 
@@ -115,10 +117,16 @@ def _kill(pids: list[int]) -> None:
 def warm(beam_args: list[str]):
     """For a local multi-process run: the fork server, from now until the block ends. Nested: the outer one."""
     global _current
-    if _current is not None or not worker_processes(beam_args):
+    # Linux only: elsewhere forking after numpy, h5py and gRPC have loaded is not safe (macOS), or impossible
+    if _current is not None or not worker_processes(beam_args) or not sys.platform.startswith("linux"):
         yield
         return
-    _current = server = ForkServer()
+    try:
+        _current = server = ForkServer()
+    except OSError as err:  # cannot start a process: Beam will say so itself, or manage
+        log.warning("workers start one by one: no fork server (%s)", err)
+        yield
+        return
     try:
         yield
     finally:
