@@ -33,6 +33,7 @@ STAGES = {  # module -> [(qualified name, label)]; nested labels are parts of th
     "uproot.interpretation.jagged": [("AsJagged.basket_array", "read: jagged decode"),
                                      ("AsJagged.final_array", "read: basket join")],
     "uproot.interpretation.numerical": [("AsDtype.final_array", "read: basket join")],
+    _T + "read.basket_join": [("join", "read: basket join")],
     _T + "read.flatten": [("FlattenJets.process", "flatten"), ("FlattenEvents.process", "flatten")],
     _T + "read.finite": [("CheckFinite.process", "non-finite check"),
                               ("CheckWrittenFinite.process", "non-finite check: written features"),

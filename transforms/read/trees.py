@@ -18,13 +18,14 @@ import awkward as ak
 import uproot
 
 from root2hdf5.transforms.core.errors import InputError
-from root2hdf5.transforms.read import inflate
+from root2hdf5.transforms.read import basket_join, inflate
 from root2hdf5.transforms.read.links import LinkSpec
 from root2hdf5.transforms.read.objects import Derived, check_readable, derive, derived_name
 from root2hdf5.transforms.read.rntuple import is_rntuple, prime_fields
 from root2hdf5.transforms.rows.expressions import Expression
 
 inflate.install()  # libdeflate for ZLIB baskets when installed, in every process that reads
+basket_join.install()  # vector<vector> baskets joined by numpy
 
 # Depth of a branch, as the number of dimensions of the awkward array uproot returns for it.
 _DEPTH_WORDS = {
