@@ -11,7 +11,7 @@ import time
 import pytest
 
 from root2hdf5.pipelines.runners import args, forks
-from tests.conftest import IN_MEMORY, TWO_PROCESSES, events_config, run_config
+from tests.conftest import TWO_PROCESSES, events_config, run_config
 from tests.test_pipeline import _digests
 
 
@@ -46,27 +46,27 @@ def forked(monkeypatch):
     return pids
 
 
-def test_forked_workers_write_the_bytes_of_one_in_memory_worker(ntuples, tmp_path, forked):
-    one, two = events_config(ntuples, tmp_path / "one"), events_config(ntuples, tmp_path / "two")
-    run_config(one, IN_MEMORY)
+def test_forked_workers_write_the_bytes_of_one_in_memory_worker(ntuples, default_run, tmp_path, forked):
+    one, _, out = default_run  # the default config, run in memory
     assert forked == []  # no server without worker processes
+    two = events_config(ntuples, tmp_path / "two")
     run_config(two, TWO_PROCESSES)
     assert len(forked) == 2 and all(forked)
-    assert _digests(one["output"]["dir"]) == _digests(two["output"]["dir"])
+    assert _digests(out) == _digests(two["output"]["dir"])
     for pid in forked:  # ended and reaped by the server, which has ended too
         assert not os.path.exists(f"/proc/{pid}")
     assert forks._current is None
 
 
-def test_without_the_server_beam_starts_the_workers(ntuples, tmp_path, forked):
-    one, two = events_config(ntuples, tmp_path / "one"), events_config(ntuples, tmp_path / "two")
-    run_config(one, IN_MEMORY)
+def test_without_the_server_beam_starts_the_workers(ntuples, default_run, tmp_path, forked):
+    _, _, out = default_run
+    two = events_config(ntuples, tmp_path / "two")
     with forks.warm(TWO_PROCESSES):
         forks._current.process.kill()  # a server that died: its reports end, fork() says so
         forks._current.process.wait()
         run_config(two, TWO_PROCESSES)
     assert forked in ([], [None, None])  # asked (or not, once the end was seen), then Beam's own start
-    assert _digests(one["output"]["dir"]) == _digests(two["output"]["dir"])
+    assert _digests(out) == _digests(two["output"]["dir"])
 
 
 def test_a_failing_worker_reports_its_exit_code():
