@@ -20,15 +20,14 @@ def _ranges(branch) -> list[tuple[int, int]]:
     inside = [(a + b) // 2 for a, b in zip(edges, edges[1:]) if b - a > 1]  # a point inside each basket
     ranges = [(0, n)]
     if len(inside) >= 2:
-        ranges.append((inside[0], inside[-1]))
+        ranges.append((inside[0], inside[1]))  # two baskets, each cut
     if edges[1] - edges[0] > 2:
         ranges.append((1, edges[1] - 1))  # inside the first basket only
     return ranges
 
 
-def _read(path, tree_name, branches, start, stop):
-    with uproot.open(path, array_cache=None) as handle:
-        arrays = handle[tree_name].arrays(branches, entry_start=start, entry_stop=stop)
+def _read(tree, branches, start, stop):
+    arrays = tree.arrays(branches, entry_start=start, entry_stop=stop)  # the file has no array cache
     return {name: ak.to_buffers(ak.to_packed(arrays[name])) for name in branches}
 
 
@@ -36,28 +35,25 @@ def _compare(path) -> int:
     """Joined by numpy and by uproot, the same forms, lengths and buffers; how many joins took the fast path."""
     joins = []
     join = basket_join.join
-    with uproot.open(path) as handle:
-        trees = {name: handle[name] for name, cls in handle.classnames().items() if cls == "TTree"}
-        work = []
-        for name, tree in trees.items():
-            branches = [b.name for b in tree.branches if isinstance(b.interpretation, AsObjects) and not b.branches
-                        and _lists_of_lists(b) and _readable(tree, b.name)]
-            if branches:
-                work.append((name, branches, _ranges(tree[branches[0]])))
+    counting = lambda parts: joins.append(1) or join(parts)  # noqa: E731
     try:
-        for name, branches, ranges in work:
-            for start, stop in ranges:
-                basket_join.uninstall()
-                theirs = _read(path, name, branches, start, stop)
-                basket_join.install()
-                basket_join.join = lambda parts: joins.append(1) or join(parts)
-                ours = _read(path, name, branches, start, stop)
-                basket_join.join = join
-                for branch in branches:
-                    (form_a, length_a, buffers_a), (form_b, length_b, buffers_b) = theirs[branch], ours[branch]
-                    assert (form_a, length_a) == (form_b, length_b), (path, name, branch, start, stop)
-                    assert {k: bytes(v) for k, v in buffers_a.items()} == \
-                        {k: bytes(v) for k, v in buffers_b.items()}, (path, name, branch, start, stop)
+        with uproot.open(path, array_cache=None) as handle:
+            for name, cls in handle.classnames().items():
+                tree = handle[name] if cls == "TTree" else None
+                branches = [b.name for b in tree.branches if isinstance(b.interpretation, AsObjects)
+                            and not b.branches and _lists_of_lists(b) and _readable(tree, b.name)] if tree else []
+                for start, stop in _ranges(tree[branches[0]]) if branches else ():
+                    basket_join.uninstall()
+                    theirs = _read(tree, branches, start, stop)
+                    basket_join.install()
+                    basket_join.join = counting
+                    ours = _read(tree, branches, start, stop)
+                    basket_join.join = join
+                    for branch in branches:
+                        (form_a, length_a, buffers_a), (form_b, length_b, buffers_b) = theirs[branch], ours[branch]
+                        assert (form_a, length_a) == (form_b, length_b), (path, name, branch, start, stop)
+                        assert {k: bytes(v) for k, v in buffers_a.items()} == \
+                            {k: bytes(v) for k, v in buffers_b.items()}, (path, name, branch, start, stop)
     finally:
         basket_join.join = join
         basket_join.install()
