@@ -80,7 +80,7 @@ def test_a_failing_worker_reports_its_exit_code():
     assert server.fork({}) is None  # ended
 
 
-def test_the_server_ends_with_the_driver(tmp_path):
+def test_the_server_ends_with_the_driver():
     """A driver killed outright: the server sees its requests pipe close and ends, leaving nothing."""
     code = ("import os, sys, time; from root2hdf5.pipelines.runners import forks; s = forks.ForkServer(); "
             "print(s.process.pid, flush=True); time.sleep(60)")
@@ -94,7 +94,7 @@ def test_the_server_ends_with_the_driver(tmp_path):
     assert not os.path.exists(f"/proc/{server}"), "the fork server outlived its driver by 30 s"
 
 
-def test_the_driver_does_not_import_ipython(tmp_path):
+def test_the_driver_does_not_import_ipython():
     """Beam would import IPython (0.6 s) to learn that a plain process is not an IPython session."""
     pytest.importorskip("IPython", reason="IPython is not installed: Beam would not import it either")
     code = ("import sys, apache_beam as beam; from apache_beam.options.pipeline_options import PipelineOptions; "

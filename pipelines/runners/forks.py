@@ -117,16 +117,17 @@ def _kill(pids: list[int]) -> None:
 def warm(beam_args: list[str]):
     """For a local multi-process run: the fork server, from now until the block ends. Nested: the outer one."""
     global _current
+    server = None
     # Linux only: elsewhere forking after numpy, h5py and gRPC have loaded is not safe (macOS), or impossible
-    if _current is not None or not worker_processes(beam_args) or not sys.platform.startswith("linux"):
+    if _current is None and worker_processes(beam_args) and sys.platform.startswith("linux"):
+        try:
+            server = ForkServer()
+        except OSError as err:  # cannot start a process: Beam will say so itself, or manage
+            log.warning("workers start one by one: no fork server (%s)", err)
+    if server is None:
         yield
         return
-    try:
-        _current = server = ForkServer()
-    except OSError as err:  # cannot start a process: Beam will say so itself, or manage
-        log.warning("workers start one by one: no fork server (%s)", err)
-        yield
-        return
+    _current = server
     try:
         yield
     finally:
